@@ -1,0 +1,104 @@
+// The contract between the API (producer) and the GPU worker (consumer): queue names, the
+// versioned job payload, and how both sides construct pg-boss.
+import { type Kysely, sql } from 'kysely';
+import { fromKysely, PgBoss } from 'pg-boss';
+import { z } from 'zod';
+
+export const GENERATION_QUEUE = 'generations';
+export const PGBOSS_SCHEMA = 'pgboss';
+
+/**
+ * v1 carries only the id: the generations row is the single source of truth for parameters,
+ * so a retried or re-queued job always runs what the row says (and sees a cancel).
+ */
+export const generationJobV1 = z.object({ v: z.literal(1), generation_id: z.uuid() });
+export const generationJob = z.discriminatedUnion('v', [generationJobV1]);
+export type GenerationJob = z.infer<typeof generationJob>;
+
+export interface QueuePolicy {
+  /** Job timeout: past it the worker's AbortSignal fires and pg-boss retries or fails the job. */
+  expireInSeconds: number;
+  retryLimit: number;
+  retryDelaySeconds: number;
+  retryDelayMaxSeconds: number;
+  /** A worker that stops heartbeating (crash, power loss) gives its job back after about this long. */
+  heartbeatSeconds: number;
+}
+
+export const DEFAULT_QUEUE_POLICY: QueuePolicy = {
+  expireInSeconds: 600,
+  retryLimit: 3,
+  retryDelaySeconds: 2,
+  retryDelayMaxSeconds: 60,
+  heartbeatSeconds: 10,
+};
+
+export interface BossOptions {
+  applicationName?: string;
+  /** Producers (the API) need no maintenance loop; one worker-side instance is enough. */
+  supervise?: boolean;
+  max?: number;
+}
+
+export function createBoss(connectionString: string, options: BossOptions = {}): PgBoss {
+  return new PgBoss({
+    connectionString,
+    schema: PGBOSS_SCHEMA,
+    application_name: options.applicationName ?? 'easel',
+    max: options.max ?? 4,
+    // Wake workers within milliseconds of an insert instead of on the next poll.
+    useListenNotify: true,
+    supervise: options.supervise ?? true,
+    schedule: false,
+    connectionTimeoutMillis: 5_000,
+  });
+}
+
+function toQueueOptions(policy: QueuePolicy) {
+  return {
+    expireInSeconds: policy.expireInSeconds,
+    retryLimit: policy.retryLimit,
+    retryDelay: policy.retryDelaySeconds,
+    retryBackoff: true,
+    retryDelayMax: policy.retryDelayMaxSeconds,
+    heartbeatSeconds: policy.heartbeatSeconds,
+    // Keep finished jobs a day for debugging; the generations row is the long-term record.
+    deleteAfterSeconds: 86_400,
+  };
+}
+
+/** Creates the generation queue if missing and (re)applies the policy; idempotent. */
+export async function ensureGenerationQueue(boss: PgBoss, policy: QueuePolicy = DEFAULT_QUEUE_POLICY) {
+  const existing = await boss.getQueue(GENERATION_QUEUE);
+  if (!existing) {
+    try {
+      await boss.createQueue(GENERATION_QUEUE, { ...toQueueOptions(policy), notify: true });
+      return;
+    } catch (error) {
+      // Another process created it between our check and our insert: fall through to update.
+      if (!(await boss.getQueue(GENERATION_QUEUE))) throw error;
+    }
+  }
+  await boss.updateQueue(GENERATION_QUEUE, { ...toQueueOptions(policy), notify: true });
+}
+
+/**
+ * Enqueues inside the caller's transaction, so the job exists exactly when the row does.
+ * The job id is the generation id: retries keep it, and an operator can join the two.
+ */
+export async function enqueueGeneration(
+  boss: PgBoss,
+  trx: Kysely<unknown>,
+  generationId: string,
+): Promise<void> {
+  const payload: GenerationJob = { v: 1, generation_id: generationId };
+  await boss.send(GENERATION_QUEUE, payload, { id: generationId, db: fromKysely(trx) });
+}
+
+/** Ids of generation jobs pg-boss still holds as runnable or running (for diagnostics and tests). */
+export async function countOpenGenerationJobs(db: Kysely<unknown>): Promise<number> {
+  const { rows } = await sql<{ n: number }>`
+    select count(*)::int as n from ${sql.table(`${PGBOSS_SCHEMA}.job`)}
+    where name = ${GENERATION_QUEUE} and state in ('created', 'retry', 'active')`.execute(db);
+  return rows[0]?.n ?? 0;
+}
