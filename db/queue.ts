@@ -86,9 +86,9 @@ export async function ensureGenerationQueue(boss: PgBoss, policy: QueuePolicy = 
  * Enqueues inside the caller's transaction, so the job exists exactly when the row does.
  * The job id is the generation id: retries keep it, and an operator can join the two.
  */
-export async function enqueueGeneration(
+export async function enqueueGeneration<DB>(
   boss: PgBoss,
-  trx: Kysely<unknown>,
+  trx: Kysely<DB>,
   generationId: string,
 ): Promise<void> {
   const payload: GenerationJob = { v: 1, generation_id: generationId };
@@ -96,7 +96,7 @@ export async function enqueueGeneration(
 }
 
 /** Ids of generation jobs pg-boss still holds as runnable or running (for diagnostics and tests). */
-export async function countOpenGenerationJobs(db: Kysely<unknown>): Promise<number> {
+export async function countOpenGenerationJobs<DB>(db: Kysely<DB>): Promise<number> {
   const { rows } = await sql<{ n: number }>`
     select count(*)::int as n from ${sql.table(`${PGBOSS_SCHEMA}.job`)}
     where name = ${GENERATION_QUEUE} and state in ('created', 'retry', 'active')`.execute(db);

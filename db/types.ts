@@ -2,6 +2,8 @@
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
+/** A timestamp the database fills in by default (Generated<> does not unwrap a ColumnType). */
+type DefaultTimestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 
 export const GENERATION_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'canceled'] as const;
 export type GenerationStatus = (typeof GENERATION_STATUSES)[number];
@@ -33,7 +35,7 @@ export interface ApiKeysTable {
   prefix: string;
   /** SHA-256 of the whole key; keys are high-entropy random tokens, so a fast hash is enough. */
   key_hash: string;
-  created_at: Generated<Timestamp>;
+  created_at: DefaultTimestamp;
   revoked_at: Timestamp | null;
 }
 
@@ -57,10 +59,10 @@ export interface GenerationsTable {
   error_code: string | null;
   error_message: string | null;
   attempts: Generated<number>;
-  created_at: Generated<Timestamp>;
+  created_at: DefaultTimestamp;
   started_at: Timestamp | null;
   finished_at: Timestamp | null;
-  updated_at: Generated<Timestamp>;
+  updated_at: DefaultTimestamp;
 }
 
 export interface Database {

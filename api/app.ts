@@ -1,0 +1,90 @@
+// The HTTP app as a factory over its dependencies: importing this module does no I/O.
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { Scalar } from '@scalar/hono-api-reference';
+import { bodyLimit } from 'hono/body-limit';
+import { requestId } from 'hono/request-id';
+import type { PgBoss } from 'pg-boss';
+import type { Logger } from 'pino';
+import type { Db } from '../db/connect.ts';
+import type { ObjectStore } from '../db/object-store.ts';
+import pkg from '../package.json' with { type: 'json' };
+import { bearerAuth } from './auth.ts';
+import type { ApiConfig } from './config.ts';
+import type { AppEnv } from './context.ts';
+import { apiError, createErrorHandler, notFoundHandler } from './errors.ts';
+import { createGenerationHandler, getGenerationHandler } from './generations.handlers.ts';
+import { createGenerationRoute, getGenerationRoute } from './generations.routes.ts';
+import { registerHealthRoutes } from './health.routes.ts';
+import { requestLogging } from './middleware.ts';
+import { validationHook } from './validation.ts';
+
+export interface AppDeps {
+  db: Db;
+  /** Producer only: used to enqueue inside the create transaction. */
+  boss: PgBoss;
+  /** Presigns output URLs (so it must point at the endpoint clients reach) and answers readiness pings. */
+  store: ObjectStore;
+  config: ApiConfig;
+  logger: Logger;
+}
+
+export type App = OpenAPIHono<AppEnv>;
+
+const DOCUMENT_CONFIG = {
+  openapi: '3.1.0',
+  info: {
+    title: 'Easel',
+    version: pkg.version,
+    description:
+      'Self-hosted text-to-image jobs. Create a generation, then poll it until it has finished; ' +
+      'errors are RFC 9457 problem+json documents with a stable `code`.',
+  },
+  tags: [
+    { name: 'Generations', description: 'Text-to-image jobs.' },
+    { name: 'Health', description: 'Probes for orchestrators and load balancers.' },
+  ],
+};
+
+export function openApiDocument(app: App) {
+  return app.getOpenAPI31Document(DOCUMENT_CONFIG);
+}
+
+export function createApp(deps: AppDeps): App {
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'An Easel API key: `Authorization: Bearer esl_...`.',
+  });
+
+  app.use(requestId({ headerName: 'X-Request-Id', limitLength: 200 }));
+  app.use(requestLogging(deps.logger));
+  app.use(
+    bodyLimit({
+      maxSize: deps.config.BODY_LIMIT_BYTES,
+      onError: () => {
+        throw apiError(
+          'payload_too_large',
+          `The body must not exceed ${deps.config.BODY_LIMIT_BYTES} bytes.`,
+        );
+      },
+    }),
+  );
+  app.use('/v1/*', bearerAuth(deps.db));
+
+  app.openapi(createGenerationRoute, createGenerationHandler(deps));
+  app.openapi(getGenerationRoute, getGenerationHandler(deps));
+  registerHealthRoutes(app, deps);
+
+  let document: ReturnType<typeof openApiDocument> | undefined;
+  app.get('/openapi.json', (c) => {
+    document ??= openApiDocument(app);
+    return c.json(document);
+  });
+  app.get('/docs', Scalar({ url: '/openapi.json', pageTitle: 'Easel API' }));
+
+  app.onError(createErrorHandler(deps.logger));
+  app.notFound(notFoundHandler);
+  return app;
+}

@@ -1,0 +1,32 @@
+// The API's configuration: read once at boot, validated, frozen and passed down.
+import { z } from 'zod';
+import { envInt, parseEnv, type S3Settings, s3SettingsFrom, sharedEnv } from '../db/env.ts';
+
+export const apiEnv = z.object({
+  ...sharedEnv,
+  PORT: envInt(0, 65_535).default(8080),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  /** Cap on width*height per image: the GPU's memory, not the schema, sets the real limit. */
+  MAX_PIXELS: envInt(4096, 2048 * 2048).default(1_048_576),
+  RESULT_URL_TTL_SECONDS: envInt(60, 604_800).default(3600),
+  /** Where clients reach the object store, when that differs from where the API does (docker compose). */
+  S3_PUBLIC_ENDPOINT: z.url().optional(),
+  BODY_LIMIT_BYTES: envInt(1024, 10 * 1024 * 1024).default(65_536),
+});
+
+export type ApiConfig = Readonly<z.infer<typeof apiEnv>>;
+
+/** Throws ConfigError (from db/env.ts) naming every bad variable. */
+export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
+  return parseEnv(apiEnv, env);
+}
+
+/** Settings for the store the API talks to itself (readiness checks). */
+export function internalS3Settings(config: ApiConfig): S3Settings {
+  return s3SettingsFrom(config);
+}
+
+/** Settings for the store that signs URLs clients will fetch. */
+export function publicS3Settings(config: ApiConfig): S3Settings {
+  return { ...s3SettingsFrom(config), endpoint: config.S3_PUBLIC_ENDPOINT ?? config.S3_ENDPOINT };
+}

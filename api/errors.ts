@@ -1,0 +1,192 @@
+// The one error catalogue. Every failure the API reports leaves as RFC 9457 problem+json with a
+// stable `code`; vendor errors (pg, S3) are normalised here so clients never see their internals.
+import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { Logger } from 'pino';
+import { ObjectStoreError } from '../db/object-store.ts';
+import type { AppEnv } from './context.ts';
+
+export const ERROR_CATALOGUE = {
+  invalid_json: { status: 400, title: 'Request body is not valid JSON' },
+  bad_request: { status: 400, title: 'Bad request' },
+  unauthorized: { status: 401, title: 'Missing or invalid API key' },
+  not_found: { status: 404, title: 'Resource not found' },
+  payload_too_large: { status: 413, title: 'Request body too large' },
+  unsupported_media_type: { status: 415, title: 'Unsupported media type' },
+  validation_failed: { status: 422, title: 'Request validation failed' },
+  pixel_limit_exceeded: { status: 422, title: 'Image size exceeds the pixel limit' },
+  internal_error: { status: 500, title: 'Internal server error' },
+  service_unavailable: { status: 503, title: 'Service temporarily unavailable' },
+} as const satisfies Record<string, { status: ContentfulStatusCode; title: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+export const ERROR_CODES = Object.keys(ERROR_CATALOGUE) as ErrorCode[];
+
+/** Seconds a client should wait before retrying after a 503. */
+export const RETRY_AFTER_SECONDS = 5;
+
+export interface FieldError {
+  field: string;
+  message: string;
+}
+
+export interface ProblemExtra {
+  errors?: FieldError[];
+  /** Extra members rendered into the problem document (e.g. readiness checks). */
+  members?: Record<string, unknown>;
+  headers?: Record<string, string>;
+}
+
+export class ApiError extends Error {
+  override name = 'ApiError';
+  readonly code: ErrorCode;
+  readonly status: ContentfulStatusCode;
+  readonly title: string;
+  readonly detail: string;
+  readonly extra: ProblemExtra;
+
+  constructor(code: ErrorCode, detail?: string, extra: ProblemExtra = {}, options?: ErrorOptions) {
+    const entry = ERROR_CATALOGUE[code];
+    super(detail ?? entry.title, options);
+    this.code = code;
+    this.status = entry.status;
+    this.title = entry.title;
+    this.detail = detail ?? entry.title;
+    this.extra = extra;
+  }
+}
+
+export function apiError(code: ErrorCode, detail?: string, extra?: ProblemExtra, options?: ErrorOptions) {
+  return new ApiError(code, detail, extra, options);
+}
+
+export function problemType(code: ErrorCode): string {
+  return `urn:easel:problem:${code}`;
+}
+
+export interface ProblemDocument {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: ErrorCode;
+  instance: string;
+  request_id: string;
+  errors?: FieldError[];
+  [member: string]: unknown;
+}
+
+export function problemDocument(error: ApiError, instance: string, requestId: string): ProblemDocument {
+  return {
+    ...error.extra.members,
+    type: problemType(error.code),
+    title: error.title,
+    status: error.status,
+    detail: error.detail,
+    code: error.code,
+    instance,
+    request_id: requestId,
+    ...(error.extra.errors ? { errors: error.extra.errors } : {}),
+  };
+}
+
+export function renderProblem(c: Context<AppEnv>, error: ApiError): Response {
+  const requestId = c.get('requestId') ?? '';
+  const headers: Record<string, string> = {
+    'Content-Type': 'application/problem+json',
+    ...error.extra.headers,
+  };
+  if (error.code === 'unauthorized') headers['WWW-Authenticate'] = 'Bearer';
+  if (error.status === 503 && !headers['Retry-After']) headers['Retry-After'] = String(RETRY_AFTER_SECONDS);
+  return c.body(JSON.stringify(problemDocument(error, c.req.path, requestId)), error.status, headers);
+}
+
+// Errors meaning "Postgres is unreachable right now", as opposed to a bug in our SQL.
+const PG_UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'EPIPE',
+  '57P01', // admin_shutdown
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now
+  '53300', // too_many_connections
+]);
+const PG_UNAVAILABLE_MESSAGES = [
+  /timeout exceeded when trying to connect/i,
+  /connection terminated/i,
+  /connection timeout/i,
+  /client has encountered a connection error/i,
+  /cannot use a pool after calling end/i,
+];
+
+/** True when the error (or anything in its cause chain) says the database cannot be reached. */
+export function isDatabaseUnavailable(error: unknown, depth = 0): boolean {
+  if (!(error instanceof Error) || depth > 5) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && (PG_UNAVAILABLE_CODES.has(code) || code.startsWith('08'))) return true;
+  if (PG_UNAVAILABLE_MESSAGES.some((re) => re.test(error.message))) return true;
+  if (error instanceof AggregateError && error.errors.some((e) => isDatabaseUnavailable(e, depth + 1))) {
+    return true;
+  }
+  return isDatabaseUnavailable(error.cause, depth + 1);
+}
+
+function fromHttpException(error: HTTPException): ApiError {
+  switch (error.status) {
+    case 400:
+      // The only 400 Hono raises on our routes is the JSON validator's parse failure.
+      return apiError('invalid_json', 'The request body could not be parsed as JSON.');
+    case 401:
+      return apiError('unauthorized');
+    case 404:
+      return apiError('not_found');
+    case 413:
+      return apiError('payload_too_large');
+    case 415:
+      return apiError('unsupported_media_type', 'Send the request body as application/json.');
+    default:
+      return error.status >= 500 ? apiError('internal_error') : apiError('bad_request', error.message);
+  }
+}
+
+/** Maps anything thrown to the catalogue; unknown errors become a bare internal_error. */
+export function toApiError(error: unknown): ApiError | undefined {
+  if (error instanceof ApiError) return error;
+  if (error instanceof HTTPException) return fromHttpException(error);
+  if (error instanceof ObjectStoreError) {
+    return apiError(
+      'service_unavailable',
+      'The object store is unreachable; retry later.',
+      {},
+      { cause: error },
+    );
+  }
+  if (isDatabaseUnavailable(error)) {
+    return apiError('service_unavailable', 'The database is unreachable; retry later.', {}, { cause: error });
+  }
+  return undefined;
+}
+
+export function createErrorHandler(logger: Logger): ErrorHandler<AppEnv> {
+  return (error, c) => {
+    const log = c.get('logger') ?? logger;
+    const known = toApiError(error);
+    if (known) {
+      if (known.status >= 500) {
+        log.warn({ code: known.code, detail: known.detail, err: known.cause }, 'service unavailable');
+      }
+      return renderProblem(c, known);
+    }
+    log.error({ err: error }, 'unhandled error');
+    return renderProblem(c, apiError('internal_error', 'An unexpected error occurred.'));
+  };
+}
+
+export const notFoundHandler: NotFoundHandler<AppEnv> = (c) =>
+  renderProblem(c, apiError('not_found', `No route for ${c.req.method} ${c.req.path}.`));

@@ -1,0 +1,133 @@
+// Test support (not a test file): the real app over real HTTP on an ephemeral port, backed by
+// this test file's own Postgres database and a real S3-compatible server process.
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import { serve } from '@hono/node-server';
+import type { PgBoss } from 'pg-boss';
+import { pino } from 'pino';
+import { createApiKey } from '../db/api-keys.repository.ts';
+import { createS3ObjectStore, type ObjectStore } from '../db/object-store.ts';
+import { createBoss, ensureGenerationQueue } from '../db/queue.ts';
+import { createTestDatabase, type TestDatabase } from '../test/harness/database.ts';
+import { type S3ServerProcess, startS3ServerProcess } from '../test/harness/s3-server.ts';
+import { type AppDeps, createApp } from './app.ts';
+import { type ApiConfig, loadApiConfig, publicS3Settings } from './config.ts';
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [key: string]: unknown;
+}
+
+export interface TestApi {
+  url: string;
+  t: TestDatabase;
+  s3: S3ServerProcess;
+  store: ObjectStore;
+  boss: PgBoss;
+  config: ApiConfig;
+  /** Every JSON line the app logged, parsed. */
+  logs: LogLine[];
+  newKey(name?: string): Promise<{ id: string; key: string }>;
+  /** Serves another app on the same database and store, with some dependencies swapped. */
+  serveVariant(overrides: Partial<AppDeps>): Promise<{ url: string; close(): Promise<void> }>;
+  close(): Promise<void>;
+}
+
+function captureLogger(logs: LogLine[]) {
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n')) if (line) logs.push(JSON.parse(line) as LogLine);
+      done();
+    },
+  });
+  return pino({ level: 'info' }, sink);
+}
+
+async function listen(deps: AppDeps) {
+  const app = createApp(deps);
+  const { server, port } = await new Promise<{ server: ReturnType<typeof serve>; port: number }>(
+    (resolve) => {
+      const server = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, (info: AddressInfo) =>
+        resolve({ server, port: info.port }),
+      );
+    },
+  );
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((error) => (error ? reject(error) : resolve()));
+        if ('closeAllConnections' in server) server.closeAllConnections();
+      }),
+  };
+}
+
+export async function startTestApi(label: string, env: Record<string, string> = {}): Promise<TestApi> {
+  const t = await createTestDatabase(label);
+  const s3 = await startS3ServerProcess();
+  const config = loadApiConfig({
+    DATABASE_URL: t.url,
+    S3_ENDPOINT: s3.endpoint,
+    S3_BUCKET: 'easel-api-test',
+    PORT: '0',
+    ...env,
+  });
+  const store = createS3ObjectStore(publicS3Settings(config));
+  await store.ensureBucket();
+  const boss = createBoss(t.url, { supervise: false, applicationName: 'easel-api-test', max: 2 });
+  await boss.start();
+  await ensureGenerationQueue(boss);
+  const logs: LogLine[] = [];
+  const deps: AppDeps = { db: t.db, boss, store, config, logger: captureLogger(logs) };
+  const main = await listen(deps);
+  const variants: Array<() => Promise<void>> = [];
+
+  return {
+    url: main.url,
+    t,
+    s3,
+    store,
+    boss,
+    config,
+    logs,
+    async newKey(name = 'test') {
+      const { apiKey, key } = await createApiKey(t.db, { name });
+      return { id: apiKey.id, key };
+    },
+    async serveVariant(overrides) {
+      const variant = await listen({ ...deps, ...overrides });
+      variants.push(variant.close);
+      return variant;
+    },
+    async close() {
+      for (const closeVariant of variants) await closeVariant();
+      await main.close();
+      await boss.stop({ graceful: false, close: true });
+      store.close();
+      await s3.stop();
+      await t.drop();
+    },
+  };
+}
+
+/** fetch with a bearer key and a JSON body. */
+export function call(
+  url: string,
+  init: {
+    method?: string;
+    key?: string;
+    json?: unknown;
+    body?: RequestInit['body'];
+    headers?: Record<string, string>;
+  } = {},
+) {
+  const headers: Record<string, string> = { ...init.headers };
+  if (init.key) headers.Authorization = `Bearer ${init.key}`;
+  let body = init.body;
+  if (init.json !== undefined) {
+    body = JSON.stringify(init.json);
+    headers['Content-Type'] ??= 'application/json';
+  }
+  return fetch(url, { method: init.method ?? (body === undefined ? 'GET' : 'POST'), headers, body });
+}
