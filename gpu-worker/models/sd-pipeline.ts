@@ -1,0 +1,323 @@
+// Stable Diffusion 1.x/2.x text-to-image on ONNX Runtime, for diffusers/optimum ONNX exports
+// (the OnnxStableDiffusionPipeline layout). Sessions are opened once and reused for every
+// generation; each generate() allocates its tensors once and runs the denoising loop in place.
+
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { InferenceSession, Tensor } from 'onnxruntime-node';
+import ort from 'onnxruntime-node';
+import { type ClipTokenizer, loadClipTokenizer } from './clip-tokenizer.ts';
+import { GenerationInputError, ModelLoadError } from './model-errors.ts';
+import { openSessions, requireFile, requireTensor } from './onnx-session.ts';
+import { initialLatents, MAX_SEED } from './random.ts';
+import { parseSchedulerConfig, type SchedulerConfig } from './scheduler-common.ts';
+import { createScheduler, schedulerName } from './schedulers.ts';
+import type {
+  ExecutionProvider,
+  GeneratedImage,
+  GenerateRequest,
+  GenerateResult,
+  TextToImage,
+} from './text-to-image.ts';
+
+export interface StableDiffusionOptions {
+  provider: ExecutionProvider;
+  /** model_index.json `_class_name`, reported in `info.family`. */
+  family?: string;
+}
+
+const FILES = {
+  scheduler: 'scheduler/scheduler_config.json',
+  textEncoder: 'text_encoder/model.onnx',
+  unet: 'unet/model.onnx',
+  vaeDecoder: 'vae_decoder/model.onnx',
+  vaeConfig: 'vae_decoder/config.json',
+} as const;
+
+/** SD 1.x's VAE latent scale; SD 2.x uses the same, SDXL differs (and says so in its config). */
+const DEFAULT_SCALING_FACTOR = 0.18215;
+const VAE_FACTOR = 8;
+const MAX_SIDE = 4096;
+
+async function readJson(dir: string, file: string): Promise<unknown> {
+  const text = await readFile(join(dir, file), 'utf8');
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new ModelLoadError('model_corrupt', dir, file, 'not valid JSON', { cause: error });
+  }
+}
+
+async function loadSchedulerConfig(dir: string): Promise<SchedulerConfig> {
+  await requireFile(dir, FILES.scheduler);
+  try {
+    return parseSchedulerConfig(await readJson(dir, FILES.scheduler));
+  } catch (error) {
+    if (error instanceof ModelLoadError) throw error;
+    throw new ModelLoadError('model_invalid', dir, FILES.scheduler, (error as Error).message, {
+      cause: error,
+    });
+  }
+}
+
+async function loadScalingFactor(dir: string): Promise<number> {
+  let config: unknown;
+  try {
+    config = await readJson(dir, FILES.vaeConfig);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return DEFAULT_SCALING_FACTOR;
+    throw error;
+  }
+  const value = (config as { scaling_factor?: unknown } | null)?.scaling_factor;
+  if (value === undefined) return DEFAULT_SCALING_FACTOR;
+  if (typeof value !== 'number' || !(value > 0)) {
+    throw new ModelLoadError(
+      'model_invalid',
+      dir,
+      FILES.vaeConfig,
+      'scaling_factor must be a positive number',
+    );
+  }
+  return value;
+}
+
+function validate(request: GenerateRequest, maxSteps: number): void {
+  const { width, height, steps, numImages, seed, guidanceScale } = request;
+  for (const [field, value] of [
+    ['width', width],
+    ['height', height],
+  ] as const) {
+    if (!Number.isInteger(value) || value <= 0 || value % VAE_FACTOR !== 0 || value > MAX_SIDE) {
+      throw new GenerationInputError(
+        field,
+        `${field} must be a positive multiple of ${VAE_FACTOR} up to ${MAX_SIDE}, got ${value}`,
+      );
+    }
+  }
+  if (!Number.isInteger(steps) || steps < 1 || steps > maxSteps) {
+    throw new GenerationInputError('steps', `steps must be an integer from 1 to ${maxSteps}, got ${steps}`);
+  }
+  if (!Number.isInteger(numImages) || numImages < 1) {
+    throw new GenerationInputError('numImages', `numImages must be a positive integer, got ${numImages}`);
+  }
+  if (!Number.isInteger(seed) || seed < 0 || seed > MAX_SEED) {
+    throw new GenerationInputError('seed', `seed must be an integer from 0 to ${MAX_SEED}, got ${seed}`);
+  }
+  if (!Number.isFinite(guidanceScale) || guidanceScale < 0) {
+    throw new GenerationInputError(
+      'guidanceScale',
+      `guidanceScale must be a finite number >= 0, got ${guidanceScale}`,
+    );
+  }
+}
+
+/** Float CHW in [-1, 1] (the VAE's range) → interleaved 8-bit RGB. */
+export function chwToRgb(chw: Float32Array, width: number, height: number): Uint8Array {
+  const plane = width * height;
+  const rgb = new Uint8Array(plane * 3);
+  for (let c = 0; c < 3; c++) {
+    const offset = c * plane;
+    for (let p = 0; p < plane; p++) {
+      const v = Math.round((chw[offset + p] + 1) * 127.5);
+      rgb[p * 3 + c] = Math.min(Math.max(v, 0), 255);
+    }
+  }
+  return rgb;
+}
+
+export async function loadStableDiffusion(
+  dir: string,
+  options: StableDiffusionOptions,
+): Promise<TextToImage> {
+  const { provider } = options;
+  const family = options.family ?? 'OnnxStableDiffusionPipeline';
+
+  // Every file is checked before any session opens, so a broken folder fails fast and names the file.
+  for (const file of [FILES.scheduler, FILES.textEncoder, FILES.unet, FILES.vaeDecoder])
+    await requireFile(dir, file);
+  const [schedulerConfig, scalingFactor, tokenizer] = await Promise.all([
+    loadSchedulerConfig(dir),
+    loadScalingFactor(dir),
+    loadClipTokenizer(join(dir, 'tokenizer'), dir),
+  ]);
+  const sessions = await openSessions(dir, [FILES.textEncoder, FILES.unet, FILES.vaeDecoder], provider);
+  try {
+    return createPipeline(dir, family, provider, schedulerConfig, scalingFactor, tokenizer, sessions);
+  } catch (error) {
+    await Promise.allSettled(sessions.map((session) => session.release()));
+    throw error;
+  }
+}
+
+function createPipeline(
+  dir: string,
+  family: string,
+  provider: ExecutionProvider,
+  schedulerConfig: SchedulerConfig,
+  scalingFactor: number,
+  tokenizer: ClipTokenizer,
+  sessions: InferenceSession[],
+): TextToImage {
+  const [textEncoder, unet, vaeDecoder] = sessions;
+  const idsMeta = requireTensor(textEncoder, dir, FILES.textEncoder, 'input', 'input_ids', [
+    'int32',
+    'int64',
+  ]);
+  const hiddenMeta = requireTensor(
+    textEncoder,
+    dir,
+    FILES.textEncoder,
+    'output',
+    'last_hidden_state',
+    ['float32'],
+    true,
+  );
+  const sampleMeta = requireTensor(unet, dir, FILES.unet, 'input', 'sample', ['float32']);
+  const timestepMeta = requireTensor(unet, dir, FILES.unet, 'input', 'timestep', ['float32', 'int64']);
+  const contextMeta = requireTensor(unet, dir, FILES.unet, 'input', 'encoder_hidden_states', ['float32']);
+  const noiseMeta = requireTensor(unet, dir, FILES.unet, 'output', 'out_sample', ['float32'], true);
+  requireTensor(vaeDecoder, dir, FILES.vaeDecoder, 'input', 'latent_sample', ['float32']);
+  const imageMeta = requireTensor(vaeDecoder, dir, FILES.vaeDecoder, 'output', 'sample', ['float32'], true);
+
+  const [textWidth, unetWidth] = [hiddenMeta.shape[2], contextMeta.shape[2]];
+  if (typeof textWidth === 'number' && typeof unetWidth === 'number' && textWidth !== unetWidth) {
+    throw new ModelLoadError(
+      'model_invalid',
+      dir,
+      FILES.unet,
+      `encoder_hidden_states has width ${unetWidth} but the text encoder outputs ${textWidth}: the parts come from different models`,
+    );
+  }
+  const channelsDim = sampleMeta.shape[1];
+  const latentChannels = typeof channelsDim === 'number' ? channelsDim : 4;
+  // A symbolic timestep axis means one timestep per batch row; a fixed [1] is broadcast by the
+  // model; rank 0 is a plain scalar.
+  const timestepRank = timestepMeta.shape.length;
+  const timestepPerRow = timestepRank > 0 && typeof timestepMeta.shape[0] !== 'number';
+  const maxSteps = schedulerConfig.num_train_timesteps ?? 1000;
+  const scheduler = schedulerName(schedulerConfig);
+  let released = false;
+
+  async function encodeIds(ids: number[]): Promise<{ states: Float32Array; dims: readonly number[] }> {
+    const data = idsMeta.type === 'int64' ? BigInt64Array.from(ids, BigInt) : Int32Array.from(ids);
+    const outputs = await textEncoder.run({
+      [idsMeta.name]: new ort.Tensor(idsMeta.type, data, [1, ids.length]),
+    });
+    const hidden = outputs[hiddenMeta.name] as Tensor;
+    return { states: hidden.data as Float32Array, dims: hidden.dims };
+  }
+
+  async function generate(request: GenerateRequest): Promise<GenerateResult> {
+    if (released) throw new Error('the model was released');
+    validate(request, maxSteps);
+    const { signal, onStep, numImages, steps, guidanceScale } = request;
+    signal?.throwIfAborted();
+
+    // Text: one encoder run per distinct prompt (works for fixed-batch exports too).
+    const encodeStart = performance.now();
+    const guided = guidanceScale > 1;
+    const prompt = tokenizer.encode(request.prompt);
+    const cond = await encodeIds(prompt.ids);
+    const uncond = guided ? await encodeIds(tokenizer.encode(request.negativePrompt).ids) : undefined;
+    const rows = guided ? 2 * numImages : numImages;
+    const rowStates = cond.states.length;
+    // Batch layout [uncond × numImages; cond × numImages], as diffusers concatenates it.
+    const contextData = new Float32Array(rows * rowStates);
+    for (let i = 0; i < numImages; i++) {
+      if (uncond) contextData.set(uncond.states, i * rowStates);
+      contextData.set(cond.states, ((uncond ? numImages : 0) + i) * rowStates);
+    }
+    const context = new ort.Tensor('float32', contextData, [rows, cond.dims[1], cond.dims[2]]);
+    const encodeMs = performance.now() - encodeStart;
+
+    // Denoising: every buffer is allocated here once; the loop only writes into them.
+    const denoiseStart = performance.now();
+    const schedule = createScheduler(schedulerConfig, steps);
+    const latentHeight = request.height / VAE_FACTOR;
+    const latentWidth = request.width / VAE_FACTOR;
+    const perImage = latentChannels * latentHeight * latentWidth;
+    const latents = initialLatents(request.seed, numImages, perImage, schedule.initNoiseSigma);
+    const latentDims = [rows, latentChannels, latentHeight, latentWidth];
+    const modelInput = new Float32Array(rows * perImage);
+    const noise = new Float32Array(rows * perImage);
+    const guidedNoise = guided ? new Float32Array(latents.length) : noise;
+    const timestepLength = timestepPerRow ? rows : 1;
+    const timestepData =
+      timestepMeta.type === 'int64' ? new BigInt64Array(timestepLength) : new Float32Array(timestepLength);
+    const feeds = {
+      [sampleMeta.name]: new ort.Tensor('float32', modelInput, latentDims),
+      [timestepMeta.name]: new ort.Tensor(
+        timestepMeta.type,
+        timestepData,
+        timestepRank === 0 ? [] : [timestepLength],
+      ),
+      encoder_hidden_states: context,
+    };
+    const fetches = { [noiseMeta.name]: new ort.Tensor('float32', noise, latentDims) };
+    const n = latents.length;
+
+    for (let step = 0; step < steps; step++) {
+      const scale = schedule.inputScale(step);
+      for (let k = 0; k < n; k++) modelInput[k] = latents[k] * scale;
+      if (guided) modelInput.copyWithin(n, 0, n);
+      const t = schedule.timesteps[step];
+      // diffusers' ONNX pipeline casts with numpy astype, which truncates fractional timesteps.
+      if (timestepData instanceof BigInt64Array) timestepData.fill(BigInt(Math.trunc(t)));
+      else timestepData.fill(t);
+
+      await unet.run(feeds, fetches);
+
+      if (guided) {
+        for (let k = 0; k < n; k++) {
+          const u = noise[k];
+          guidedNoise[k] = u + guidanceScale * (noise[n + k] - u);
+        }
+      }
+      schedule.step(step, latents, guidedNoise);
+      onStep?.(step + 1, steps);
+      signal?.throwIfAborted();
+    }
+    const denoiseMs = performance.now() - denoiseStart;
+
+    // One image at a time through the VAE: its activations at full resolution dominate memory.
+    const decodeStart = performance.now();
+    const images: GeneratedImage[] = [];
+    const vaeInput = new Float32Array(perImage);
+    const vaeTensor = new ort.Tensor('float32', vaeInput, [1, latentChannels, latentHeight, latentWidth]);
+    for (let i = 0; i < numImages; i++) {
+      const image = latents.subarray(i * perImage, (i + 1) * perImage);
+      for (let k = 0; k < perImage; k++) vaeInput[k] = image[k] / scalingFactor;
+      const outputs = await vaeDecoder.run({ latent_sample: vaeTensor });
+      const decoded = outputs[imageMeta.name] as Tensor;
+      const [, channels, height, width] = decoded.dims;
+      if (channels !== 3 || height !== request.height || width !== request.width) {
+        throw new ModelLoadError(
+          'model_invalid',
+          dir,
+          FILES.vaeDecoder,
+          `decoded [${decoded.dims}] for a ${request.width}×${request.height} request (expected [1,3,${request.height},${request.width}])`,
+        );
+      }
+      images.push({ rgb: chwToRgb(decoded.data as Float32Array, width, height), width, height });
+    }
+    const decodeMs = performance.now() - decodeStart;
+
+    return {
+      images,
+      seed: request.seed,
+      scheduler: schedule.name,
+      promptTruncated: prompt.truncated,
+      timings: { encodeMs, denoiseMs, decodeMs },
+    };
+  }
+
+  return {
+    info: { family, dir, provider, scheduler },
+    generate,
+    async release() {
+      if (released) return;
+      released = true;
+      await Promise.all(sessions.map((session) => session.release()));
+    },
+  };
+}
