@@ -67,19 +67,24 @@ function toQueueOptions(policy: QueuePolicy) {
   };
 }
 
-/** Creates the generation queue if missing and (re)applies the policy; idempotent. */
-export async function ensureGenerationQueue(boss: PgBoss, policy: QueuePolicy = DEFAULT_QUEUE_POLICY) {
-  const existing = await boss.getQueue(GENERATION_QUEUE);
-  if (!existing) {
+/**
+ * Creates the generation queue if missing. With a policy (the worker's, from its config) the
+ * policy is (re)applied; without one (producers) an existing queue is left as it is, so an API
+ * restart never resets what the workers configured. pg-boss copies the policy onto each job
+ * when it is sent.
+ */
+export async function ensureGenerationQueue(boss: PgBoss, policy?: QueuePolicy) {
+  const options = { ...toQueueOptions(policy ?? DEFAULT_QUEUE_POLICY), notify: true };
+  if (!(await boss.getQueue(GENERATION_QUEUE))) {
     try {
-      await boss.createQueue(GENERATION_QUEUE, { ...toQueueOptions(policy), notify: true });
+      await boss.createQueue(GENERATION_QUEUE, options);
       return;
     } catch (error) {
-      // Another process created it between our check and our insert: fall through to update.
+      // Another process created it between our check and our insert.
       if (!(await boss.getQueue(GENERATION_QUEUE))) throw error;
     }
   }
-  await boss.updateQueue(GENERATION_QUEUE, { ...toQueueOptions(policy), notify: true });
+  if (policy) await boss.updateQueue(GENERATION_QUEUE, options);
 }
 
 /**

@@ -1,0 +1,52 @@
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { envBoolean, envInt, parseEnv, sharedEnv } from '../db/env.ts';
+import type { QueuePolicy } from '../db/queue.ts';
+
+const schema = z.object({
+  ...sharedEnv,
+  /** A diffusers/optimum ONNX folder; unset means the demo model built under EASEL_DATA_DIR. */
+  MODEL_DIR: z.string().min(1).optional(),
+  EASEL_DATA_DIR: z.string().min(1).default('.easel'),
+  EXECUTION_PROVIDER: z.enum(['cpu', 'cuda']).default('cpu'),
+  WORKER_ID: z.string().min(1).default(`${hostname()}-${process.pid}`),
+  JOB_TIMEOUT_SECONDS: envInt(1, 86_400).default(600),
+  JOB_RETRY_LIMIT: envInt(0, 20).default(3),
+  JOB_RETRY_DELAY_SECONDS: envInt(1, 3600).default(2),
+  JOB_RETRY_DELAY_MAX_SECONDS: envInt(1, 86_400).default(60),
+  HEARTBEAT_SECONDS: envInt(10, 3600).default(10),
+  SHUTDOWN_GRACE_SECONDS: envInt(0, 3600).default(30),
+  WARMUP: envBoolean.default(true),
+  WARMUP_SIZE: envInt(64, 2048)
+    .refine((n) => n % 8 === 0, 'must be a multiple of 8')
+    .default(512),
+  /** Port for /healthz and /readyz; unset = no HTTP listener (one worker per GPU shares a box). */
+  HEALTH_PORT: envInt(0, 65_535).optional(),
+  HEALTH_HOST: z.string().default('127.0.0.1'),
+});
+
+export type WorkerEnv = z.infer<typeof schema>;
+
+export interface WorkerConfig {
+  env: Readonly<WorkerEnv>;
+  modelDir: string | undefined;
+  demoModelDir: string;
+  queuePolicy: QueuePolicy;
+}
+
+export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
+  const parsed = parseEnv(schema, env);
+  return Object.freeze({
+    env: parsed,
+    modelDir: parsed.MODEL_DIR ? resolve(parsed.MODEL_DIR) : undefined,
+    demoModelDir: resolve(parsed.EASEL_DATA_DIR, 'models', 'demo'),
+    queuePolicy: Object.freeze({
+      expireInSeconds: parsed.JOB_TIMEOUT_SECONDS,
+      retryLimit: parsed.JOB_RETRY_LIMIT,
+      retryDelaySeconds: parsed.JOB_RETRY_DELAY_SECONDS,
+      retryDelayMaxSeconds: parsed.JOB_RETRY_DELAY_MAX_SECONDS,
+      heartbeatSeconds: parsed.HEARTBEAT_SECONDS,
+    }),
+  });
+}

@@ -1,0 +1,131 @@
+// Runs one generation job: claim the row, denoise, encode, upload, record. Permanent failures
+// end the generation at once; transient ones are handed back to pg-boss for a retry.
+import type { JobWithMetadata } from 'pg-boss';
+import type { Logger } from 'pino';
+import type { Db } from '../db/connect.ts';
+import { markFailed, markRequeued, markRunning, markSucceeded } from '../db/generations.repository.ts';
+import { type ObjectStore, outputKey } from '../db/object-store.ts';
+import { generationJob } from '../db/queue.ts';
+import type { StoredOutput } from '../db/types.ts';
+import { classifyFailure, JobTimeoutAbort, ShutdownAbort } from './failure.ts';
+import { encodeJpeg } from './jpeg.ts';
+import type { TextToImage } from './models/text-to-image.ts';
+
+export type JobOutcome = 'succeeded' | 'failed' | 'skipped' | 'retry';
+
+export interface HandlerDeps {
+  db: Db;
+  store: ObjectStore;
+  model: TextToImage;
+  logger: Logger;
+  /** Fires when a shutdown's grace period runs out: the job goes back to the queue. */
+  shutdownSignal: AbortSignal;
+  /** Lets health/metrics see which generation is on the accelerator. */
+  onActive?: (generationId: string | undefined) => void;
+}
+
+const JPEG_CONTENT_TYPE = 'image/jpeg';
+
+export function createGenerationHandler(deps: HandlerDeps) {
+  const { db, store, model, shutdownSignal } = deps;
+
+  return async function handleGenerationJob(job: JobWithMetadata<unknown>): Promise<JobOutcome> {
+    const parsed = generationJob.safeParse(job.data);
+    if (!parsed.success) {
+      // A payload we cannot read will never become readable: drop it loudly rather than retry.
+      deps.logger.error({ job_id: job.id, issues: parsed.error.issues }, 'unreadable generation job payload');
+      return 'skipped';
+    }
+    const id = parsed.data.generation_id;
+    const logger = deps.logger.child({ generation_id: id, job_id: job.id, attempt: job.retryCount + 1 });
+
+    const generation = await markRunning(db, id);
+    if (!generation) {
+      logger.info('generation no longer runnable (canceled, finished or deleted); skipping');
+      return 'skipped';
+    }
+    deps.onActive?.(id);
+    logger.info(
+      { steps: generation.steps, width: generation.width, height: generation.height },
+      'generation started',
+    );
+    const signal = AbortSignal.any([job.signal, shutdownSignal]);
+    try {
+      const result = await model.generate({
+        prompt: generation.prompt,
+        negativePrompt: generation.negative_prompt,
+        width: generation.width,
+        height: generation.height,
+        steps: generation.steps,
+        guidanceScale: generation.guidance_scale,
+        seed: generation.seed,
+        numImages: generation.num_images,
+        signal,
+      });
+
+      const jpegStart = performance.now();
+      const jpegs = await Promise.all(result.images.map((image) => encodeJpeg(image)));
+      const jpegMs = performance.now() - jpegStart;
+
+      const uploadStart = performance.now();
+      const outputs: StoredOutput[] = await Promise.all(
+        jpegs.map(async (jpeg, index) => {
+          const key = outputKey(id, index);
+          const put = await store.put(key, jpeg, JPEG_CONTENT_TYPE);
+          const image = result.images[index];
+          return {
+            index,
+            key,
+            width: image?.width ?? generation.width,
+            height: image?.height ?? generation.height,
+            content_type: JPEG_CONTENT_TYPE,
+            bytes: put.bytes,
+            sha256: put.sha256,
+          };
+        }),
+      );
+      const uploadMs = performance.now() - uploadStart;
+
+      const timings = {
+        encode_ms: round(result.timings.encodeMs),
+        denoise_ms: round(result.timings.denoiseMs),
+        decode_ms: round(result.timings.decodeMs),
+        jpeg_ms: round(jpegMs),
+        upload_ms: round(uploadMs),
+      };
+      const recorded = await markSucceeded(db, id, {
+        outputs,
+        timings,
+        scheduler: result.scheduler,
+        promptTruncated: result.promptTruncated,
+      });
+      if (!recorded) logger.warn('generation changed state while running; result kept in storage only');
+      logger.info({ timings }, 'generation succeeded');
+      return 'succeeded';
+    } catch (error) {
+      const cause = job.signal.aborted
+        ? new JobTimeoutAbort(`job exceeded its timeout of ${job.expireInSeconds} s`, { cause: error })
+        : shutdownSignal.aborted
+          ? new ShutdownAbort('worker shut down before the job finished', { cause: error })
+          : error;
+      const failure = classifyFailure(cause);
+      const lastAttempt = job.retryCount >= job.retryLimit;
+      if (failure.permanent || lastAttempt) {
+        await markFailed(db, id, failure);
+        logger.error({ err: error, code: failure.code, permanent: failure.permanent }, 'generation failed');
+        if (failure.permanent) return 'failed';
+        throw cause;
+      }
+      // Retried later by pg-boss: show it as waiting again rather than stuck in 'running'.
+      await markRequeued(db, id);
+      logger.warn({ err: error, code: failure.code }, 'generation attempt failed; will retry');
+      throw cause;
+    } finally {
+      deps.onActive?.(undefined);
+    }
+  };
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}

@@ -1,0 +1,155 @@
+// The GPU worker process: one per accelerator. Loads and warms the models once, then takes
+// generation jobs one at a time until SIGTERM.
+import { sql } from 'kysely';
+import pino from 'pino';
+import { createDb } from '../db/connect.ts';
+import { ConfigError, s3SettingsFrom } from '../db/env.ts';
+import { migrateToLatest } from '../db/migrate.ts';
+import { createS3ObjectStore } from '../db/object-store.ts';
+import { createBoss, ensureGenerationQueue } from '../db/queue.ts';
+import { loadWorkerConfig, type WorkerConfig } from './config.ts';
+import { createGenerationHandler } from './generation.handler.ts';
+import { serverUrl, startHealthServer } from './health-server.ts';
+import { ensureDemoModel } from './models/demo-model.ts';
+import { loadTextToImage } from './models/load-model.ts';
+import { startQueueLoop } from './queue-loop.ts';
+
+let config: WorkerConfig;
+try {
+  config = loadWorkerConfig();
+} catch (error) {
+  if (error instanceof ConfigError) {
+    console.error(`easel worker: ${error.message}`);
+    process.exit(1);
+  }
+  throw error;
+}
+const { env } = config;
+const logger = pino({ level: env.LOG_LEVEL, base: { service: 'easel-worker', worker_id: env.WORKER_ID } });
+
+async function loadModel() {
+  const dir = config.modelDir ?? (await ensureDemoModel(config.demoModelDir));
+  const started = performance.now();
+  const model = await loadTextToImage(dir, { provider: env.EXECUTION_PROVIDER });
+  const loadMs = Math.round(performance.now() - started);
+  let warmupMs = 0;
+  if (env.WARMUP) {
+    // The first run pays for ORT's allocations and kernel selection; pay it before taking jobs.
+    const warm = performance.now();
+    await model.generate({
+      prompt: 'warm-up',
+      negativePrompt: '',
+      width: env.WARMUP_SIZE,
+      height: env.WARMUP_SIZE,
+      steps: 2,
+      guidanceScale: 7.5,
+      seed: 0,
+      numImages: 1,
+    });
+    warmupMs = Math.round(performance.now() - warm);
+  }
+  logger.info(
+    { model: model.info, load_ms: loadMs, warmup_ms: warmupMs, demo: !config.modelDir },
+    'models loaded',
+  );
+  return model;
+}
+
+const db = createDb(env.DATABASE_URL, { max: 4, applicationName: 'easel-worker' });
+const store = createS3ObjectStore(s3SettingsFrom(env));
+const boss = createBoss(env.DATABASE_URL, { applicationName: 'easel-worker', supervise: true });
+boss.on('error', (error) => logger.error({ err: error }, 'pg-boss error'));
+
+const shutdown = new AbortController();
+let model: Awaited<ReturnType<typeof loadModel>> | undefined;
+let activeGeneration: string | undefined;
+let ready = false;
+
+const health =
+  env.HEALTH_PORT === undefined
+    ? undefined
+    : await startHealthServer(
+        {
+          get ready() {
+            return ready;
+          },
+          async details() {
+            let database = true;
+            try {
+              await sql`select 1`.execute(db);
+            } catch {
+              database = false;
+            }
+            return {
+              ok: database,
+              database,
+              worker_id: env.WORKER_ID,
+              provider: env.EXECUTION_PROVIDER,
+              model: model?.info,
+              current_generation: activeGeneration ?? null,
+            };
+          },
+        },
+        env.HEALTH_PORT,
+        env.HEALTH_HOST,
+      );
+if (health) logger.info({ url: serverUrl(health, env.HEALTH_HOST) }, 'worker health listening');
+
+try {
+  [model] = await Promise.all([
+    loadModel(),
+    (async () => {
+      await migrateToLatest(db);
+      await store.ensureBucket();
+      await boss.start();
+      await ensureGenerationQueue(boss, config.queuePolicy);
+    })(),
+  ]);
+} catch (error) {
+  // A worker that cannot load its models or reach its dependencies must not take jobs.
+  logger.fatal({ err: error }, 'worker failed to start');
+  await Promise.allSettled([boss.stop({ graceful: false }), db.destroy()]);
+  health?.close();
+  process.exit(1);
+}
+
+const handle = createGenerationHandler({
+  db,
+  store,
+  model,
+  logger,
+  shutdownSignal: shutdown.signal,
+  onActive: (id) => {
+    activeGeneration = id;
+  },
+});
+const loop = await startQueueLoop(boss, handle);
+ready = true;
+logger.info({ model: model.info, queue_worker_id: loop.workerId }, 'worker ready');
+
+let stopping = false;
+async function stop(signal: string) {
+  if (stopping) return;
+  stopping = true;
+  ready = false;
+  logger.info(
+    { signal, grace_seconds: env.SHUTDOWN_GRACE_SECONDS, active: activeGeneration },
+    'worker stopping',
+  );
+  // Past the grace period the running job is aborted between steps and handed back to the queue.
+  const timer = setTimeout(() => shutdown.abort(), env.SHUTDOWN_GRACE_SECONDS * 1000);
+  try {
+    await loop.stop();
+  } finally {
+    clearTimeout(timer);
+  }
+  await boss.stop({ graceful: true, timeout: 5_000 });
+  await model?.release();
+  await db.destroy();
+  store.close();
+  health?.close();
+  logger.info('worker stopped');
+  process.exit(0);
+}
+process.on('SIGTERM', () => void stop('SIGTERM'));
+process.on('SIGINT', () => void stop('SIGINT'));

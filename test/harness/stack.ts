@@ -1,0 +1,133 @@
+// The real stack for end-to-end tests: a fresh database, the S3 server as its own process,
+// and the API and GPU worker as separate processes, exactly as deployed.
+
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { PgBoss } from 'pg-boss';
+import { type ServiceProcess, startService } from '../../bin/local/service-process.ts';
+import { createApiKey } from '../../db/api-keys.repository.ts';
+import { insertGeneration } from '../../db/generations.repository.ts';
+import { createBoss, enqueueGeneration, ensureGenerationQueue } from '../../db/queue.ts';
+import type { NewGeneration } from '../../db/types.ts';
+import { createTestDatabase, type TestDatabase } from './database.ts';
+import { type S3ServerProcess, startS3ServerProcess } from './s3-server.ts';
+
+export interface Stack {
+  database: TestDatabase;
+  s3: S3ServerProcess;
+  dataDir: string;
+  env: NodeJS.ProcessEnv;
+  apiKey: string;
+  api?: ServiceProcess;
+  workers: ServiceProcess[];
+  startApi(extraEnv?: NodeJS.ProcessEnv): Promise<ServiceProcess>;
+  startWorker(extraEnv?: NodeJS.ProcessEnv): Promise<ServiceProcess>;
+  baseUrl(): string;
+  request(path: string, init?: RequestInit): Promise<Response>;
+  /**
+   * Writes a generation and its job the way the API does, but without the API's validation,
+   * so tests can create jobs no client could (huge step counts, sizes the model rejects).
+   */
+  enqueue(overrides?: Partial<NewGeneration>): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export async function startStack(label: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<Stack> {
+  const database = await createTestDatabase(label);
+  const s3 = await startS3ServerProcess();
+  const dataDir = await mkdtemp(join(tmpdir(), `easel-${label}-`));
+  const created = await createApiKey(database.db, { name: `${label}-key` });
+  const apiKey = created.key;
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    DATABASE_URL: database.url,
+    S3_ENDPOINT: s3.endpoint,
+    S3_BUCKET: `easel-${label}`.toLowerCase().replace(/[^a-z0-9-]/g, '-'),
+    EASEL_DATA_DIR: dataDir,
+    PORT: '0',
+    LOG_LEVEL: 'info',
+    ...extraEnv,
+  };
+  const verbose = process.env.EASEL_TEST_VERBOSE === '1';
+  const onLine = (name: string) =>
+    verbose ? (line: string) => process.stderr.write(`[${name}] ${line}\n`) : undefined;
+
+  let boss: PgBoss | undefined;
+  let apiKeyId = '';
+  const stack: Stack = {
+    database,
+    s3,
+    dataDir,
+    env,
+    apiKey,
+    workers: [],
+    async startApi(more = {}) {
+      stack.api = await startService({
+        name: 'api',
+        script: 'api/main.ts',
+        env: { ...env, ...more },
+        readyMsg: 'api listening',
+        onLine: onLine('api'),
+      });
+      return stack.api;
+    },
+    async startWorker(more = {}) {
+      const worker = await startService({
+        name: 'worker',
+        script: 'gpu-worker/main.ts',
+        env: { ...env, ...more },
+        readyMsg: 'worker ready',
+        onLine: onLine('worker'),
+      });
+      stack.workers.push(worker);
+      return worker;
+    },
+    baseUrl() {
+      if (!stack.api) throw new Error('API not started');
+      return String(stack.api.ready.url);
+    },
+    request(path, init = {}) {
+      const headers = new Headers(init.headers);
+      if (!headers.has('authorization')) headers.set('authorization', `Bearer ${apiKey}`);
+      if (init.body && !headers.has('content-type')) headers.set('content-type', 'application/json');
+      return fetch(`${stack.baseUrl()}${path}`, { ...init, headers });
+    },
+    async enqueue(overrides = {}) {
+      if (!boss) {
+        boss = createBoss(database.url, { supervise: false, applicationName: 'easel-test' });
+        await boss.start();
+        await ensureGenerationQueue(boss);
+      }
+      const id = randomUUID();
+      const producer = boss;
+      await database.db.transaction().execute(async (trx) => {
+        await insertGeneration(trx, {
+          id,
+          api_key_id: apiKeyId,
+          prompt: 'a test generation',
+          negative_prompt: '',
+          width: 64,
+          height: 64,
+          steps: 2,
+          guidance_scale: 7.5,
+          num_images: 1,
+          seed: 1,
+          ...overrides,
+        });
+        await enqueueGeneration(producer, trx, id);
+      });
+      return id;
+    },
+    async stop() {
+      await boss?.stop({ graceful: false });
+      await Promise.allSettled([...stack.workers.map((w) => w.stop()), stack.api?.stop()]);
+      await s3.stop();
+      await database.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+  apiKeyId = created.apiKey.id;
+  return stack;
+}
