@@ -91,9 +91,9 @@ export async function ensureGenerationQueue(boss: PgBoss, policy?: QueuePolicy) 
  * Enqueues inside the caller's transaction, so the job exists exactly when the row does.
  * The job id is the generation id: retries keep it, and an operator can join the two.
  */
-export async function enqueueGeneration<DB>(
+export async function enqueueGeneration(
   boss: PgBoss,
-  trx: Kysely<DB>,
+  trx: Parameters<typeof fromKysely>[0],
   generationId: string,
 ): Promise<void> {
   const payload: GenerationJob = { v: 1, generation_id: generationId };

