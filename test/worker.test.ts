@@ -22,6 +22,30 @@ after(async () => {
 
 const byId = (id: string) => (line: Record<string, unknown>) => line.generation_id === id;
 
+test('the worker reports readiness only with its models loaded, naming provider and model', async (t) => {
+  const worker = await stack.startWorker({ HEALTH_PORT: '0' });
+  t.after(() => worker.stop());
+  const listening = worker.recent().find((line) => line.includes('worker health listening'));
+  assert.ok(listening, 'health listener logged its address before readiness');
+  const url = String(JSON.parse(listening).url);
+  assert.equal((await fetch(`${url}/healthz`)).status, 200);
+  const ready = await fetch(`${url}/readyz`);
+  assert.equal(ready.status, 200);
+  const body = (await ready.json()) as { status: string; provider: string; model: { family: string } };
+  assert.equal(body.status, 'ready');
+  assert.equal(body.provider, 'cpu');
+  assert.equal(body.model.family, 'OnnxStableDiffusionPipeline');
+});
+
+test('a worker whose model folder is broken refuses to start, naming the file', async () => {
+  const missing = join(stack.dataDir, 'no-such-model');
+  await assert.rejects(stack.startWorker({ MODEL_DIR: missing }), (error: Error) => {
+    assert.match(error.message, /exited \(code 1/);
+    assert.match(error.message, /model_index\.json/);
+    return true;
+  });
+});
+
 test('a permanent failure (input the model rejects) fails the generation at once, without retries', async (t) => {
   const worker = await stack.startWorker();
   t.after(() => worker.stop());
