@@ -18,6 +18,13 @@ export interface DemoModelOptions {
   inputIdsType?: 'int32' | 'int64';
   /** scheduler_config.json `_class_name`: EulerDiscreteScheduler (default) or DDIMScheduler. */
   scheduler?: 'EulerDiscreteScheduler' | 'DDIMScheduler';
+  /**
+   * Extra 3×3 convolution blocks of `unetWidth` channels in the UNet, so benchmarks can give it
+   * the per-step cost of a real UNet on an accelerator (0: the cheap default used in tests).
+   */
+  unetBlocks?: number;
+  /** Channels of the UNet's hidden blocks (default 8). */
+  unetWidth?: number;
 }
 
 const VOCAB_SIZE = 49408;
@@ -77,7 +84,13 @@ export function textEncoderOnnx(inputIdsType: 'int32' | 'int64' = 'int32'): Uint
   return g.encode();
 }
 
-export function unetOnnx(timestepType: ElementType = 'float32', timestepPerSample = false): Uint8Array {
+export function unetOnnx(
+  timestepType: ElementType = 'float32',
+  timestepPerSample = false,
+  blocks = 0,
+  width = UNET_CHANNELS,
+): Uint8Array {
+  const UNET_CHANNELS = width;
   const g = createGraph('unet');
   const sample = g.input('sample', 'float32', ['batch', LATENT_CHANNELS, 'height', 'width']);
   const timestep = g.input('timestep', timestepType, [timestepPerSample ? 'batch' : 1]);
@@ -116,7 +129,23 @@ export function unetOnnx(timestepType: ElementType = 'float32', timestepPerSampl
     ]),
     g.ints([2, 3]),
   ]);
-  const hidden = g.op('Tanh', [g.op('Add', [g.op('Add', [conv, textBias]), timeBias])]);
+  let hidden = g.op('Tanh', [g.op('Add', [g.op('Add', [conv, textBias]), timeBias])]);
+  for (let b = 0; b < blocks; b++) {
+    const inner = g.op(
+      'Conv',
+      [
+        hidden,
+        g.weight(
+          `block${b}_weight`,
+          [UNET_CHANNELS, UNET_CHANNELS, 3, 3],
+          gaussian(UNET_CHANNELS * UNET_CHANNELS * 9, 300 + b, 0.5 / Math.sqrt(UNET_CHANNELS * 9)),
+        ),
+      ],
+      { pads: { ints: [1, 1, 1, 1] } },
+    );
+    // Residual, so depth changes the cost, not the character of the output.
+    hidden = g.op('Tanh', [g.op('Add', [hidden, inner])]);
+  }
   const delta = g.op('Conv', [
     hidden,
     g.weight(
@@ -218,7 +247,10 @@ export async function writeDemoModel(dir: string, options: DemoModelOptions = {}
       }),
     ),
     writeFile(join(dir, 'text_encoder/model.onnx'), textEncoderOnnx(options.inputIdsType)),
-    writeFile(join(dir, 'unet/model.onnx'), unetOnnx(options.timestepType, options.timestepPerSample)),
+    writeFile(
+      join(dir, 'unet/model.onnx'),
+      unetOnnx(options.timestepType, options.timestepPerSample, options.unetBlocks, options.unetWidth),
+    ),
     writeFile(join(dir, 'vae_decoder/model.onnx'), vaeDecoderOnnx()),
     ...TOKENIZER_FILES.map((file) => copyFile(new URL(file, TOKENIZER_ASSETS), join(dir, 'tokenizer', file))),
   ]);

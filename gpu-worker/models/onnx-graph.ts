@@ -11,15 +11,22 @@ const { onnx } = p;
 export const OPSET = 17;
 export const IR_VERSION = 8;
 
-export type ElementType = 'float32' | 'int32' | 'int64';
+export type ElementType = 'float32' | 'int32' | 'int64' | 'bool';
 /** A dimension: a fixed size or a symbolic name (a dynamic axis). */
 export type Dim = number | string;
-export type Attribute = { int: number } | { ints: number[] } | { float: number } | { string: string };
+export type Attribute =
+  | { int: number }
+  | { ints: number[] }
+  | { float: number }
+  | { string: string }
+  /** A subgraph, e.g. the `then_branch`/`else_branch` of an `If` node (from `GraphBuilder.subgraph`). */
+  | { graph: OnnxTypes.IGraphProto };
 
 const elementTypes: Record<ElementType, number> = {
   float32: onnx.TensorProto.DataType.FLOAT,
   int32: onnx.TensorProto.DataType.INT32,
   int64: onnx.TensorProto.DataType.INT64,
+  bool: onnx.TensorProto.DataType.BOOL,
 };
 
 function valueInfo(name: string, type: ElementType, dims: Dim[]): OnnxTypes.IValueInfoProto {
@@ -39,6 +46,7 @@ function attribute(name: string, value: Attribute): OnnxTypes.IAttributeProto {
   if ('int' in value) return { name, type: AttributeType.INT, i: value.int };
   if ('ints' in value) return { name, type: AttributeType.INTS, ints: value.ints };
   if ('float' in value) return { name, type: AttributeType.FLOAT, f: value.float };
+  if ('graph' in value) return { name, type: AttributeType.GRAPH, g: value.graph };
   return { name, type: AttributeType.STRING, s: new TextEncoder().encode(value.string) };
 }
 
@@ -68,17 +76,37 @@ export interface GraphBuilder {
   scalar(value: number): string;
   /** Adds a node and returns the name of its (single) output. */
   op(opType: string, inputs: string[], attributes?: Record<string, Attribute>, outputName?: string): string;
+  /** Adds a node with several named outputs (e.g. `If`, `Split`) and returns those names. */
+  node(opType: string, inputs: string[], outputs: string[], attributes?: Record<string, Attribute>): string[];
+  /**
+   * A builder for a subgraph (an `If` branch). It shares this builder's name counter, because ONNX
+   * requires value names to be unique across a graph and its subgraphs; a subgraph may read any
+   * value of the enclosing graph by name. Finish it with `toGraph()` and pass it as `{ graph }`.
+   */
+  subgraph(name: string): GraphBuilder;
+  /** The GraphProto built so far (for a subgraph attribute). */
+  toGraph(): OnnxTypes.IGraphProto;
   /** Serialises the model (ModelProto bytes). */
   encode(): Uint8Array;
 }
 
 export function createGraph(name: string): GraphBuilder {
+  let counter = 0;
+  return buildGraph(name, (prefix) => `${prefix}_${counter++}`);
+}
+
+function buildGraph(name: string, fresh: (prefix: string) => string): GraphBuilder {
   const nodes: OnnxTypes.INodeProto[] = [];
   const initializer: OnnxTypes.ITensorProto[] = [];
   const inputs: OnnxTypes.IValueInfoProto[] = [];
   const outputs: OnnxTypes.IValueInfoProto[] = [];
-  let counter = 0;
-  const fresh = (prefix: string) => `${prefix}_${counter++}`;
+  const toGraph = (): OnnxTypes.IGraphProto => ({
+    name,
+    node: nodes,
+    initializer,
+    input: inputs,
+    output: outputs,
+  });
 
   return {
     input(inputName, type, dims) {
@@ -132,12 +160,26 @@ export function createGraph(name: string): GraphBuilder {
       });
       return out;
     },
+    node(opType, nodeInputs, nodeOutputs, attributes = {}) {
+      nodes.push({
+        name: fresh(`${opType}_node`),
+        opType,
+        input: nodeInputs,
+        output: nodeOutputs,
+        attribute: Object.entries(attributes).map(([key, value]) => attribute(key, value)),
+      });
+      return nodeOutputs;
+    },
+    subgraph(subgraphName) {
+      return buildGraph(subgraphName, fresh);
+    },
+    toGraph,
     encode() {
       const model = onnx.ModelProto.create({
         irVersion: IR_VERSION,
         opsetImport: [{ domain: '', version: OPSET }],
         producerName: 'easel',
-        graph: { name, node: nodes, initializer, input: inputs, output: outputs },
+        graph: toGraph(),
       });
       return onnx.ModelProto.encode(model).finish();
     },

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { fillGaussian, imageSeed, initialLatents, mulberry32 } from './random.ts';
+import { batchNoise, fillGaussian, gaussianStream, imageSeed, initialLatents, mulberry32 } from './random.ts';
 
 test('the same seed gives the same sequence, a different seed a different one', () => {
   const a = new Float32Array(1000);
@@ -70,4 +70,39 @@ test('image i of a batch equals a single image at seed + i, wrapping at 2^32', (
   const unscaled = new Float32Array(perImage);
   fillGaussian(unscaled, 0xffff_fffe);
   assert.equal(batch[0], Math.fround(unscaled[0] * 2.5));
+});
+
+test('a stream continues across fills, odd lengths included: 3 + 5 values are the first 8', () => {
+  const whole = new Float64Array(8);
+  fillGaussian(whole, 99);
+  const stream = gaussianStream(99);
+  const first = new Float64Array(3);
+  const second = new Float64Array(5);
+  stream.fill(first);
+  stream.fill(second);
+  assert.deepEqual([...first, ...second], [...whole]);
+  const empty = new Float64Array(0);
+  stream.fill(empty);
+  const next = new Float64Array(2);
+  stream.fill(next);
+  const ten = new Float64Array(10);
+  fillGaussian(ten, 99);
+  assert.deepEqual([...next], [...ten.slice(8)]);
+});
+
+test('per-step batch noise: image i draws the next values of the stream seeded with seed + i', () => {
+  const perImage = 6;
+  const noise = batchNoise(500, 4, perImage);
+  const latents = initialLatents(500, 4, perImage, 1, noise);
+  const step = new Float32Array(4 * perImage);
+  noise.fill(step);
+  noise.fill(step); // the second step's noise
+  for (let i = 0; i < 4; i++) {
+    // Image i alone: its latent, then two steps of noise, all from one stream.
+    const single = new Float32Array(3 * perImage);
+    gaussianStream(500 + i).fill(single);
+    assert.deepEqual(latents.subarray(i * perImage, (i + 1) * perImage), single.subarray(0, perImage));
+    assert.deepEqual(step.subarray(i * perImage, (i + 1) * perImage), single.subarray(2 * perImage));
+  }
+  assert.throws(() => noise.fill(new Float32Array(5)), RangeError);
 });

@@ -24,6 +24,14 @@ const schedulerConfigSchema = z.looseObject({
   clip_sample_range: z.number().positive().optional(),
   rescale_betas_zero_snr: z.literal(false).optional(),
   thresholding: z.literal(false).optional(),
+  // LCMScheduler
+  original_inference_steps: z.number().int().positive().optional(),
+  timestep_scaling: z.number().positive().optional(),
+  // DPMSolverMultistepScheduler. diffusers writes its default lambda_min_clipped as -Infinity,
+  // which the model loader's JSON reader turns into -Infinity (plain z.number() refuses it).
+  lower_order_final: z.boolean().optional(),
+  euler_at_final: z.boolean().optional(),
+  lambda_min_clipped: z.union([z.number(), z.literal(Number.NEGATIVE_INFINITY)]).nullish(),
 });
 
 export type SchedulerConfig = z.infer<typeof schedulerConfigSchema>;
@@ -40,11 +48,23 @@ export function parseSchedulerConfig(raw: unknown): SchedulerConfig {
 }
 
 /**
- * The sampler interface the pipelines drive. Stateless per step index, so a schedule can be
- * built once per generate() call and run without allocation.
+ * Fills `out` ([images × C×H×W]) with fresh standard normal values, each image's slice drawn from
+ * that image's own stream (random.ts, batchNoise), so stochastic samplers keep the batch rule.
+ */
+export type NoiseSource = (out: Float32Array) => void;
+
+export interface SchedulerOptions {
+  /** Per-step noise; required by the stochastic samplers (Euler ancestral, LCM). */
+  noise?: NoiseSource;
+}
+
+/**
+ * The sampler interface the pipelines drive. One instance per generate() call: `step` must be
+ * called for steps 0, 1, …, steps − 1 in order (multistep solvers keep the previous prediction),
+ * works in place on the latents and allocates nothing after its first call.
  */
 export interface Scheduler {
-  /** diffusers class name, reported with every result. */
+  /** diffusers class name of the algorithm that runs. */
   readonly name: string;
   /** Training timestep fed to the UNet at each step (may be fractional for some spacings). */
   readonly timesteps: Float64Array;
@@ -54,6 +74,28 @@ export interface Scheduler {
   inputScale(step: number): number;
   /** Advances `latents` in place from `step` to `step + 1` given the UNet's output. */
   step(step: number, latents: Float32Array, modelOutput: Float32Array): void;
+}
+
+export function requireSteps(steps: number): void {
+  if (!Number.isInteger(steps) || steps < 1)
+    throw new RangeError(`steps must be a positive integer, got ${steps}`);
+}
+
+export function requireNoise(options: SchedulerOptions, scheduler: string): NoiseSource {
+  if (!options.noise) throw new Error(`${scheduler} is stochastic: it needs a noise source`);
+  return options.noise;
+}
+
+/**
+ * A Float32Array allocated at its first use and reused after: schedulers learn the latent size
+ * only at their first step.
+ */
+export function scratchBuffer(): (length: number) => Float32Array {
+  let buffer = new Float32Array(0);
+  return (length) => {
+    if (buffer.length !== length) buffer = new Float32Array(length);
+    return buffer;
+  };
 }
 
 /** Training-time alphas_cumprod (ᾱ_t), t = 0..num_train_timesteps-1. */
@@ -91,6 +133,41 @@ function trainingBetas(config: SchedulerConfig, n: number): Float64Array {
     for (let t = 0; t < n; t++) betas[t] = Math.min(1 - alphaBar((t + 1) / n) / alphaBar(t / n), 0.999);
   }
   return betas;
+}
+
+/** σ(t) = sqrt((1 − ᾱ_t) / ᾱ_t) for every training timestep t (ascending in t). */
+export function trainingSigmas(config: SchedulerConfig): Float64Array {
+  const ac = alphasCumprod(config);
+  return ac.map((a) => Math.sqrt((1 - a) / a));
+}
+
+/** numpy.interp(t, arange(len(table)), table): linear interpolation at fractional timesteps. */
+export function interpolate(table: Float64Array, t: number): number {
+  if (t <= 0) return table[0];
+  if (t >= table.length - 1) return table[table.length - 1];
+  const low = Math.floor(t);
+  return table[low] + (table[low + 1] - table[low]) * (t - low);
+}
+
+/** diffusers' _sigma_to_t: the (fractional) timestep whose log σ matches, by interpolation in log σ. */
+export function sigmaToTimestep(sigma: number, logSigmas: Float64Array): number {
+  const logSigma = Math.log(Math.max(sigma, 1e-10));
+  let low = 0;
+  for (let i = 0; i < logSigmas.length; i++) if (logSigmas[i] <= logSigma) low = i;
+  low = Math.min(low, logSigmas.length - 2);
+  const w = Math.min(Math.max((logSigmas[low] - logSigma) / (logSigmas[low] - logSigmas[low + 1]), 0), 1);
+  return (1 - w) * low + w * (low + 1);
+}
+
+/**
+ * diffusers' _convert_to_karras (Karras et al. 2022, eq. 5, ρ = 7): `steps` σ from σ_max down to
+ * σ_min, evenly spaced in σ^(1/ρ).
+ */
+export function karrasSigmas(sigmaMax: number, sigmaMin: number, steps: number): Float64Array {
+  const rho = 7;
+  const maxInv = sigmaMax ** (1 / rho);
+  const minInv = sigmaMin ** (1 / rho);
+  return linspace(0, 1, steps).map((r) => (maxInv + r * (minInv - maxInv)) ** rho);
 }
 
 /** numpy.linspace(start, stop, num) with endpoint=True. */

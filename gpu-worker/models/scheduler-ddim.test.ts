@@ -1,4 +1,5 @@
-// Expected values follow diffusers' DDIMScheduler (src/diffusers/schedulers/scheduling_ddim.py).
+// Expected values follow diffusers' DDIMScheduler (src/diffusers/schedulers/scheduling_ddim.py: set_timesteps,
+// step with eta = 0), computed here independently of the module under test.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -53,4 +54,38 @@ test('clip_sample clamps x̂₀ to the range', () => {
   const latents = Float32Array.of(5);
   schedule.step(9, latents, Float32Array.of(0));
   assert.equal(latents[0], 1);
+});
+
+test('v_prediction and sample: x̂₀ and ε̂ from the output, then √ᾱ_prev·x̂₀ + √(1−ᾱ_prev)·ε̂', () => {
+  const ac = alphasCumprod(SD15);
+  const schedule = ddimScheduler(SD15, 10);
+  const [t, prev] = [schedule.timesteps[2], schedule.timesteps[3]];
+  const [x, out] = [0.6, -0.9];
+  const [sa, sb] = [Math.sqrt(ac[t]), Math.sqrt(1 - ac[t])];
+  const cases = {
+    v_prediction: { x0: sa * x - sb * out, eps: sa * out + sb * x },
+    sample: { x0: out, eps: (x - sa * out) / sb },
+  } as const;
+  for (const [type, { x0, eps }] of Object.entries(cases)) {
+    const latents = Float32Array.of(x);
+    ddimScheduler({ ...SD15, prediction_type: type as keyof typeof cases }, 10).step(
+      2,
+      latents,
+      Float32Array.of(out),
+    );
+    const expected = Math.sqrt(ac[prev]) * x0 + Math.sqrt(1 - ac[prev]) * eps;
+    assert.ok(
+      Math.abs(latents[0] - expected) < 1e-6 * Math.abs(expected),
+      `${type}: ${latents[0]} vs ${expected}`,
+    );
+  }
+  // With clip_sample only x̂₀ is clamped; ε̂ stays as predicted (sample: x̂₀ = 3 → 1).
+  const latents = Float32Array.of(x);
+  ddimScheduler({ ...SD15, prediction_type: 'sample', clip_sample: true }, 10).step(
+    2,
+    latents,
+    Float32Array.of(3),
+  );
+  const expected = Math.sqrt(ac[prev]) * 1 + Math.sqrt(1 - ac[prev]) * ((x - sa * 3) / sb);
+  assert.ok(Math.abs(latents[0] - expected) < 1e-6 * Math.abs(expected));
 });

@@ -45,6 +45,20 @@ export function ddimScheduler(config: SchedulerConfig, steps: number): DdimSched
   const clip = config.clip_sample ?? true;
   const clipRange = config.clip_sample_range ?? 1;
 
+  // Per-step coefficients, computed once: x̂₀ = a·x + b·output and ε̂ = c·x + d·output for the
+  // prediction type, then x_prev = √ᾱ_prev·x̂₀ + √(1 − ᾱ_prev)·ε̂.
+  const coefficients = Array.from(timesteps, (t) => {
+    const prev = t - ratio;
+    const alpha = ac[t];
+    const alphaPrev = prev >= 0 ? ac[prev] : finalAlpha;
+    const sqrtA = Math.sqrt(alpha);
+    const sqrtB = Math.sqrt(1 - alpha);
+    let [a, b, c, d] = [1 / sqrtA, -sqrtB / sqrtA, 0, 1];
+    if (predictionType === 'v_prediction') [a, b, c, d] = [sqrtA, -sqrtB, sqrtB, sqrtA];
+    else if (predictionType === 'sample') [a, b, c, d] = [0, 1, 1 / sqrtB, -sqrtA / sqrtB];
+    return { a, b, c, d, keep: Math.sqrt(alphaPrev), direction: Math.sqrt(1 - alphaPrev) };
+  });
+
   return {
     name: 'DDIMScheduler',
     timesteps,
@@ -52,32 +66,21 @@ export function ddimScheduler(config: SchedulerConfig, steps: number): DdimSched
     predictionType,
     inputScale: () => 1,
     step(step, latents, modelOutput) {
-      const t = timesteps[step];
-      const prev = t - ratio;
-      const alpha = ac[t];
-      const alphaPrev = prev >= 0 ? ac[prev] : finalAlpha;
-      const sqrtA = Math.sqrt(alpha);
-      const sqrtB = Math.sqrt(1 - alpha);
-      const sqrtAPrev = Math.sqrt(alphaPrev);
-      const dirCoef = Math.sqrt(1 - alphaPrev);
-      for (let i = 0; i < latents.length; i++) {
+      const { a, b, c, d, keep, direction } = coefficients[step];
+      const n = latents.length;
+      if (!clip) {
+        // Without clipping the update is affine in (x, output).
+        const cx = keep * a + direction * c;
+        const co = keep * b + direction * d;
+        for (let i = 0; i < n; i++) latents[i] = cx * latents[i] + co * modelOutput[i];
+        return;
+      }
+      for (let i = 0; i < n; i++) {
         const x = latents[i];
         const out = modelOutput[i];
-        let x0: number;
-        let eps: number;
-        if (predictionType === 'epsilon') {
-          x0 = (x - sqrtB * out) / sqrtA;
-          eps = out;
-        } else if (predictionType === 'v_prediction') {
-          x0 = sqrtA * x - sqrtB * out;
-          eps = sqrtA * out + sqrtB * x;
-        } else {
-          x0 = out;
-          eps = (x - sqrtA * out) / sqrtB;
-        }
         // diffusers clips x̂₀ but keeps the unclipped ε (use_clipped_model_output = False).
-        if (clip) x0 = Math.min(Math.max(x0, -clipRange), clipRange);
-        latents[i] = sqrtAPrev * x0 + dirCoef * eps;
+        const x0 = Math.min(Math.max(a * x + b * out, -clipRange), clipRange);
+        latents[i] = keep * x0 + direction * (c * x + d * out);
       }
     },
   };

@@ -3,13 +3,19 @@
 // is added after the initial latents. Pure: built from the parsed scheduler_config.json.
 
 import {
-  alphasCumprod,
+  interpolate,
+  karrasSigmas,
   linspace,
   type PredictionType,
+  requireSteps,
   roundHalfEven,
   type Scheduler,
   type SchedulerConfig,
+  sigmaToTimestep,
+  trainingSigmas,
 } from './scheduler-common.ts';
+
+export { trainingSigmas };
 
 export interface EulerScheduler extends Scheduler {
   /** σ for each step plus a final σ (0 unless final_sigmas_type is sigma_min): length steps + 1. */
@@ -37,50 +43,36 @@ export function eulerTimesteps(config: SchedulerConfig, steps: number): Float64A
   return out;
 }
 
-/** σ(t) = sqrt((1 - ᾱ_t) / ᾱ_t) for every training timestep t. */
-export function trainingSigmas(config: SchedulerConfig): Float64Array {
-  const ac = alphasCumprod(config);
-  return ac.map((a) => Math.sqrt((1 - a) / a));
+export interface EulerSigmaSchedule {
+  timesteps: Float64Array;
+  /** Length steps + 1; the last is `finalSigma`. */
+  sigmas: Float64Array;
+  initNoiseSigma: number;
 }
 
-/** numpy.interp(t, arange(len(table)), table): linear interpolation at fractional timesteps. */
-function interpolate(table: Float64Array, t: number): number {
-  if (t <= 0) return table[0];
-  if (t >= table.length - 1) return table[table.length - 1];
-  const low = Math.floor(t);
-  return table[low] + (table[low + 1] - table[low]) * (t - low);
-}
-
-/** diffusers' _sigma_to_t: the (fractional) timestep whose log σ matches, for Karras sigmas. */
-function sigmaToTimestep(sigma: number, logSigmas: Float64Array): number {
-  const logSigma = Math.log(Math.max(sigma, 1e-10));
-  let low = 0;
-  for (let i = 0; i < logSigmas.length; i++) if (logSigmas[i] <= logSigma) low = i;
-  low = Math.min(low, logSigmas.length - 2);
-  const w = Math.min(Math.max((logSigmas[low] - logSigma) / (logSigmas[low] - logSigmas[low + 1]), 0), 1);
-  return (1 - w) * low + w * (low + 1);
-}
-
-export function eulerScheduler(config: SchedulerConfig, steps: number): EulerScheduler {
-  if (!Number.isInteger(steps) || steps < 1)
-    throw new RangeError(`steps must be a positive integer, got ${steps}`);
+/**
+ * The σ schedule shared by the Euler samplers: σ interpolated at the spaced timesteps, or with
+ * use_karras_sigmas the ρ = 7 ramp between the first and last of those σ (timesteps then mapped
+ * back from σ, so they may be fractional).
+ */
+export function eulerSigmaSchedule(
+  config: SchedulerConfig,
+  steps: number,
+  finalSigma: 'zero' | 'sigma_min',
+): EulerSigmaSchedule {
+  requireSteps(steps);
   const table = trainingSigmas(config);
-  let timesteps = eulerTimesteps(config, steps);
-  let stepSigmas = timesteps.map((t) => interpolate(table, t));
-
+  let timesteps: Float64Array = eulerTimesteps(config, steps);
+  let stepSigmas: Float64Array = timesteps.map((t) => interpolate(table, t));
   if (config.use_karras_sigmas) {
-    const rho = 7;
-    const minInv = stepSigmas[steps - 1] ** (1 / rho);
-    const maxInv = stepSigmas[0] ** (1 / rho);
-    const ramp = linspace(0, 1, steps);
-    stepSigmas = ramp.map((r) => (maxInv + r * (minInv - maxInv)) ** rho);
+    stepSigmas = karrasSigmas(stepSigmas[0], stepSigmas[steps - 1], steps);
     const logSigmas = table.map(Math.log);
     timesteps = stepSigmas.map((s) => sigmaToTimestep(s, logSigmas));
   }
 
   const sigmas = new Float64Array(steps + 1);
   sigmas.set(stepSigmas);
-  sigmas[steps] = config.final_sigmas_type === 'sigma_min' ? table[0] : 0;
+  sigmas[steps] = finalSigma === 'sigma_min' ? table[0] : 0;
 
   let maxSigma = 0;
   for (const s of sigmas) maxSigma = Math.max(maxSigma, s);
@@ -88,6 +80,15 @@ export function eulerScheduler(config: SchedulerConfig, steps: number): EulerSch
   // diffusers: init_noise_sigma is max σ for linspace/trailing, sqrt(max σ² + 1) otherwise.
   const initNoiseSigma =
     spacing === 'linspace' || spacing === 'trailing' ? maxSigma : Math.sqrt(maxSigma ** 2 + 1);
+  return { timesteps, sigmas, initNoiseSigma };
+}
+
+export function eulerScheduler(config: SchedulerConfig, steps: number): EulerScheduler {
+  const { timesteps, sigmas, initNoiseSigma } = eulerSigmaSchedule(
+    config,
+    steps,
+    config.final_sigmas_type ?? 'zero',
+  );
   const predictionType = config.prediction_type ?? 'epsilon';
 
   return {
@@ -117,19 +118,21 @@ export function eulerStep(
   const n = latents.length;
   if (predictionType === 'epsilon') {
     for (let i = 0; i < n; i++) latents[i] += dt * modelOutput[i];
-  } else if (predictionType === 'v_prediction') {
+    return;
+  }
+  const slope = dt / sigma;
+  if (predictionType === 'v_prediction') {
     // x̂₀ = v·(−σ/√(σ²+1)) + x/(σ²+1)
     const c0 = -sigma / Math.sqrt(sigma * sigma + 1);
     const c1 = 1 / (sigma * sigma + 1);
     for (let i = 0; i < n; i++) {
       const x = latents[i];
-      const x0 = modelOutput[i] * c0 + x * c1;
-      latents[i] = x + (dt * (x - x0)) / sigma;
+      latents[i] = x + slope * (x - (modelOutput[i] * c0 + x * c1));
     }
   } else {
     for (let i = 0; i < n; i++) {
       const x = latents[i];
-      latents[i] = x + (dt * (x - modelOutput[i])) / sigma;
+      latents[i] = x + slope * (x - modelOutput[i]);
     }
   }
 }

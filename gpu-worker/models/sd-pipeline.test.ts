@@ -1,13 +1,21 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { encodeJpeg } from '../jpeg.ts';
 import { type DemoModelOptions, writeDemoModel } from './demo-model.ts';
 import { loadTextToImage } from './load-model.ts';
 import { GenerationInputError } from './model-errors.ts';
-import { chwToRgb } from './sd-pipeline.ts';
-import type { GenerateRequest, TextToImage } from './text-to-image.ts';
+import { chwToRgb, parsePythonJson } from './sd-pipeline.ts';
+import {
+  type GenerateRequest,
+  type GenerateResult,
+  KARRAS_SCHEDULER_CHOICES,
+  SCHEDULER_CHOICES,
+  type SchedulerChoice,
+  type TextToImage,
+} from './text-to-image.ts';
 
 let root: string;
 let model: TextToImage;
@@ -52,7 +60,7 @@ function request(overrides: Partial<GenerateRequest> = {}): GenerateRequest {
 test('loads the demo model through model_index.json', () => {
   assert.equal(model.info.family, 'OnnxStableDiffusionPipeline');
   assert.equal(model.info.provider, 'cpu');
-  assert.equal(model.info.scheduler, 'EulerDiscreteScheduler');
+  assert.equal(model.info.scheduler, 'euler');
 });
 
 test('generates a 64×64 image with timings and the request seed', async () => {
@@ -67,9 +75,12 @@ test('generates a 64×64 image with timings and the request seed', async () => {
   assert.ok(new Set(image.rgb).size > 50, 'the image is not a flat colour');
   assert.deepEqual(steps, [106, 206, 306, 406, 506, 606]);
   assert.equal(result.seed, 1234);
-  assert.equal(result.scheduler, 'EulerDiscreteScheduler');
+  assert.equal(result.scheduler, 'euler');
   assert.equal(result.promptTruncated, false);
   for (const ms of Object.values(result.timings)) assert.ok(ms >= 0);
+  const { unetMs, unetCalls, denoiseMs } = result.timings;
+  assert.equal(unetCalls, 6, 'one UNet run per step, both guidance halves in one batch');
+  assert.ok(unetMs > 0 && unetMs <= denoiseMs, `unetMs ${unetMs}, denoiseMs ${denoiseMs}`);
 });
 
 test('generates a 512×512 image and a non-square one', async () => {
@@ -202,9 +213,9 @@ test('a DDIM scheduler config runs DDIM', async () => {
     provider: 'cpu',
   });
   try {
-    assert.equal(variant.info.scheduler, 'DDIMScheduler');
+    assert.equal(variant.info.scheduler, 'ddim');
     const result = await variant.generate(request());
-    assert.equal(result.scheduler, 'DDIMScheduler');
+    assert.equal(result.scheduler, 'ddim');
     const again = await variant.generate(request());
     assert.ok(sameBytes(result.images[0].rgb, again.images[0].rgb), 'images differ');
   } finally {
@@ -223,4 +234,153 @@ test('chwToRgb maps [-1, 1] to 0..255 with rounding and clamping, interleaving c
   // 2 pixels: R plane, G plane, B plane.
   const chw = Float32Array.of(-1, 1, 0, -2, 2, 0.5);
   assert.deepEqual([...chwToRgb(chw, 2, 1)], [0, 128, 255, 255, 0, 191]);
+});
+
+/** Every sampler a request can name, with Karras σ where it applies. */
+const VARIANTS: { scheduler: SchedulerChoice; karras: boolean; label: string }[] = SCHEDULER_CHOICES.flatMap(
+  (scheduler) => [
+    { scheduler, karras: false, label: scheduler },
+    ...((KARRAS_SCHEDULER_CHOICES as readonly string[]).includes(scheduler)
+      ? [{ scheduler, karras: true, label: `${scheduler}_karras` }]
+      : []),
+  ],
+);
+
+test('every scheduler choice produces an image and reports what ran', async () => {
+  assert.equal(VARIANTS.length, 8);
+  const images = new Map<string, Uint8Array>();
+  for (const { scheduler, karras, label } of VARIANTS) {
+    const result = await model.generate(request({ scheduler, karras }));
+    assert.equal(result.scheduler, label);
+    assert.equal(result.timings.unetCalls, 6);
+    const { rgb } = result.images[0];
+    assert.equal(rgb.length, 64 * 64 * 3);
+    assert.ok(new Set(rgb).size > 50, `${label}: the image is a flat colour`);
+    for (const [other, image] of images) assert.ok(!sameBytes(rgb, image), `${label} equals ${other}`);
+    images.set(label, rgb);
+  }
+});
+
+test('for every scheduler the same seed gives identical RGB and JPEG bytes, another seed not', async () => {
+  for (const { scheduler, karras, label } of VARIANTS) {
+    const a = (await model.generate(request({ scheduler, karras }))).images[0];
+    const b = (await model.generate(request({ scheduler, karras }))).images[0];
+    const c = (await model.generate(request({ scheduler, karras, seed: 1235 }))).images[0];
+    assert.ok(sameBytes(a.rgb, b.rgb), `${label}: RGB differs`);
+    const [jpegA, jpegB, jpegC] = await Promise.all([encodeJpeg(a), encodeJpeg(b), encodeJpeg(c)]);
+    assert.ok(jpegA.equals(jpegB), `${label}: JPEG differs`);
+    assert.ok(!sameBytes(a.rgb, c.rgb), `${label}: another seed gives the same image`);
+    assert.ok(!jpegA.equals(jpegC), `${label}: another seed gives the same JPEG`);
+  }
+});
+
+async function assertBatchMatchesSingles(overrides: Partial<GenerateRequest>): Promise<void> {
+  const seed = 0xffff_fffe; // wraps: the singles run at 0xfffffffe, 0xffffffff, 0, 1
+  const batch = await model.generate(request({ ...overrides, numImages: 4, seed }));
+  assert.equal(batch.images.length, 4);
+  assert.equal(batch.timings.unetCalls, overrides.steps ?? 6, 'a batch is one UNet run per step');
+  const singles: GenerateResult[] = [];
+  for (let i = 0; i < 4; i++)
+    singles.push(await model.generate(request({ ...overrides, seed: (seed + i) >>> 0 })));
+  for (let i = 0; i < 4; i++) {
+    assert.ok(
+      sameBytes(batch.images[i].rgb, singles[i].images[0].rgb),
+      `${batch.scheduler}: image ${i} differs`,
+    );
+  }
+  assert.ok(!sameBytes(batch.images[0].rgb, batch.images[1].rgb), 'batch images are identical');
+}
+
+test('a batch of 4 equals 4 single runs at s..s+3: deterministic Euler', async () => {
+  await assertBatchMatchesSingles({ scheduler: 'euler' });
+});
+
+test('a batch of 4 equals 4 single runs at s..s+3: stochastic Euler ancestral (per-image step noise)', async () => {
+  await assertBatchMatchesSingles({ scheduler: 'euler_a' });
+});
+
+test('a batch of 4 equals 4 single runs for LCM, DPM++ 2M Karras and unguided Euler a too', async () => {
+  await assertBatchMatchesSingles({ scheduler: 'lcm', steps: 4 });
+  await assertBatchMatchesSingles({ scheduler: 'dpmpp_2m', karras: true });
+  await assertBatchMatchesSingles({ scheduler: 'euler_a', guidanceScale: 1 });
+});
+
+test('Euler ancestral’s step noise matters: it differs from Euler at the same seed and σ', async () => {
+  const euler = await model.generate(request({ scheduler: 'euler' }));
+  const ancestral = await model.generate(request({ scheduler: 'euler_a' }));
+  assert.ok(!sameBytes(euler.images[0].rgb, ancestral.images[0].rgb));
+});
+
+test('bad scheduler settings are GenerationInputError naming the field', async () => {
+  const cases: [Partial<GenerateRequest>, string, RegExp][] = [
+    [{ scheduler: 'pndm' as SchedulerChoice }, 'scheduler', /scheduler must be one of euler, euler_a/],
+    [{ scheduler: 'ddim', karras: true }, 'karras', /karras applies to euler, euler_a, dpmpp_2m, not ddim/],
+    [{ scheduler: 'lcm', karras: true }, 'karras', /not lcm/],
+    [{ karras: 'yes' as unknown as boolean }, 'karras', /boolean/],
+    [{ scheduler: 'lcm', steps: 51 }, 'steps', /from 1 to 50 for lcm/],
+  ];
+  for (const [overrides, field, message] of cases) {
+    await assert.rejects(model.generate(request(overrides)), (error: unknown) => {
+      assert.ok(error instanceof GenerationInputError, `${field}: ${error}`);
+      assert.equal(error.field, field);
+      assert.match(error.message, message);
+      return true;
+    });
+  }
+  // karras: false is fine anywhere.
+  const ddim = await model.generate(request({ scheduler: 'ddim', karras: false, steps: 2 }));
+  assert.equal(ddim.scheduler, 'ddim');
+});
+
+test('a DPMSolverMultistepScheduler config as diffusers saves it (-Infinity) is the default, Karras included', async () => {
+  const dir = await demo('dpm');
+  await writeFile(
+    join(dir, 'scheduler/scheduler_config.json'),
+    `{
+  "_class_name": "DPMSolverMultistepScheduler",
+  "_diffusers_version": "0.30.0",
+  "algorithm_type": "dpmsolver++",
+  "beta_end": 0.012,
+  "beta_schedule": "scaled_linear",
+  "beta_start": 0.00085,
+  "euler_at_final": false,
+  "final_sigmas_type": "zero",
+  "lambda_min_clipped": -Infinity,
+  "lower_order_final": true,
+  "num_train_timesteps": 1000,
+  "prediction_type": "epsilon",
+  "solver_order": 2,
+  "solver_type": "midpoint",
+  "steps_offset": 1,
+  "timestep_spacing": "leading",
+  "trained_betas": null,
+  "use_karras_sigmas": true,
+  "variance_type": null
+}
+`,
+  );
+  const variant = await loadTextToImage(dir, { provider: 'cpu' });
+  try {
+    assert.equal(variant.info.scheduler, 'dpmpp_2m_karras');
+    const byDefault = await variant.generate(request());
+    assert.equal(byDefault.scheduler, 'dpmpp_2m_karras');
+    const explicit = await variant.generate(request({ scheduler: 'dpmpp_2m', karras: true }));
+    assert.ok(sameBytes(byDefault.images[0].rgb, explicit.images[0].rgb), 'default and explicit differ');
+    const plain = await variant.generate(request({ karras: false }));
+    assert.equal(plain.scheduler, 'dpmpp_2m');
+    assert.ok(!sameBytes(byDefault.images[0].rgb, plain.images[0].rgb), 'karras changed nothing');
+    // The config's use_karras_sigmas carries to another sampler, as from_config would.
+    assert.equal((await variant.generate(request({ scheduler: 'euler' }))).scheduler, 'euler_karras');
+  } finally {
+    await variant.release();
+  }
+});
+
+test('config JSON with Python’s Infinity/NaN tokens parses; strings holding them are untouched', () => {
+  assert.deepEqual(parsePythonJson('{"a": -Infinity, "b": [Infinity, NaN], "c": "NaN -Infinity \\" x"}'), {
+    a: Number.NEGATIVE_INFINITY,
+    b: [Number.POSITIVE_INFINITY, null],
+    c: 'NaN -Infinity " x',
+  });
+  assert.throws(() => parsePythonJson('{"a": }'), SyntaxError);
 });

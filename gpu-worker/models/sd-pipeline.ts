@@ -9,15 +9,25 @@ import ort from 'onnxruntime-node';
 import { type ClipTokenizer, loadClipTokenizer } from './clip-tokenizer.ts';
 import { GenerationInputError, ModelLoadError } from './model-errors.ts';
 import { openSessions, requireFile, requireTensor } from './onnx-session.ts';
-import { initialLatents, MAX_SEED } from './random.ts';
+import { batchNoise, initialLatents, MAX_SEED } from './random.ts';
 import { parseSchedulerConfig, type SchedulerConfig } from './scheduler-common.ts';
-import { createScheduler, schedulerName } from './schedulers.ts';
-import type {
-  ExecutionProvider,
-  GeneratedImage,
-  GenerateRequest,
-  GenerateResult,
-  TextToImage,
+import {
+  createScheduler,
+  defaultScheduler,
+  maxSchedulerSteps,
+  type SchedulerSelection,
+  schedulerLabel,
+  selectScheduler,
+  supportsKarras,
+} from './schedulers.ts';
+import {
+  type ExecutionProvider,
+  type GeneratedImage,
+  type GenerateRequest,
+  type GenerateResult,
+  KARRAS_SCHEDULER_CHOICES,
+  SCHEDULER_CHOICES,
+  type TextToImage,
 } from './text-to-image.ts';
 
 export interface StableDiffusionOptions {
@@ -39,10 +49,46 @@ const DEFAULT_SCALING_FACTOR = 0.18215;
 const VAE_FACTOR = 8;
 const MAX_SIDE = 4096;
 
+/**
+ * JSON as Python's json module writes it: diffusers saves configs with json.dumps, which emits
+ * the bare tokens Infinity, -Infinity and NaN (DPMSolverMultistepScheduler's default
+ * lambda_min_clipped is -inf). Outside strings they become ±1e999 (parsed as ±Infinity) and null.
+ */
+export function parsePythonJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    let out = '';
+    let inString = false;
+    for (let i = 0; i < text.length; i++) {
+      const c = text[i];
+      if (inString) {
+        out += c;
+        if (c === '\\') out += text[++i] ?? '';
+        else if (c === '"') inString = false;
+      } else if (c === '"') {
+        inString = true;
+        out += c;
+      } else if (text.startsWith('-Infinity', i)) {
+        out += '-1e999';
+        i += 8;
+      } else if (text.startsWith('Infinity', i)) {
+        out += '1e999';
+        i += 7;
+      } else if (text.startsWith('NaN', i)) {
+        out += 'null';
+        i += 2;
+      } else out += c;
+    }
+    if (out === text) throw error;
+    return JSON.parse(out);
+  }
+}
+
 async function readJson(dir: string, file: string): Promise<unknown> {
   const text = await readFile(join(dir, file), 'utf8');
   try {
-    return JSON.parse(text);
+    return parsePythonJson(text);
   } catch (error) {
     throw new ModelLoadError('model_corrupt', dir, file, 'not valid JSON', { cause: error });
   }
@@ -81,8 +127,29 @@ async function loadScalingFactor(dir: string): Promise<number> {
   return value;
 }
 
-function validate(request: GenerateRequest, maxSteps: number): void {
+/** Checks the request and resolves its sampler against the model's scheduler config. */
+function validate(request: GenerateRequest, schedulerConfig: SchedulerConfig): SchedulerSelection {
   const { width, height, steps, numImages, seed, guidanceScale } = request;
+  if (
+    request.scheduler !== undefined &&
+    !(SCHEDULER_CHOICES as readonly string[]).includes(request.scheduler)
+  ) {
+    throw new GenerationInputError(
+      'scheduler',
+      `scheduler must be one of ${SCHEDULER_CHOICES.join(', ')}, got ${String(request.scheduler)}`,
+    );
+  }
+  if (request.karras !== undefined && typeof request.karras !== 'boolean') {
+    throw new GenerationInputError('karras', `karras must be a boolean, got ${String(request.karras)}`);
+  }
+  const selection = selectScheduler(schedulerConfig, request);
+  if (request.karras === true && !supportsKarras(selection.choice)) {
+    throw new GenerationInputError(
+      'karras',
+      `karras applies to ${KARRAS_SCHEDULER_CHOICES.join(', ')}, not ${selection.choice}`,
+    );
+  }
+  const maxSteps = maxSchedulerSteps(schedulerConfig, selection.choice);
   for (const [field, value] of [
     ['width', width],
     ['height', height],
@@ -95,7 +162,10 @@ function validate(request: GenerateRequest, maxSteps: number): void {
     }
   }
   if (!Number.isInteger(steps) || steps < 1 || steps > maxSteps) {
-    throw new GenerationInputError('steps', `steps must be an integer from 1 to ${maxSteps}, got ${steps}`);
+    throw new GenerationInputError(
+      'steps',
+      `steps must be an integer from 1 to ${maxSteps} for ${selection.choice}, got ${steps}`,
+    );
   }
   if (!Number.isInteger(numImages) || numImages < 1) {
     throw new GenerationInputError('numImages', `numImages must be a positive integer, got ${numImages}`);
@@ -109,6 +179,7 @@ function validate(request: GenerateRequest, maxSteps: number): void {
       `guidanceScale must be a finite number >= 0, got ${guidanceScale}`,
     );
   }
+  return selection;
 }
 
 /** Float CHW in [-1, 1] (the VAE's range) → interleaved 8-bit RGB. */
@@ -194,8 +265,7 @@ function createPipeline(
   // model; rank 0 is a plain scalar.
   const timestepRank = timestepMeta.shape.length;
   const timestepPerRow = timestepRank > 0 && typeof timestepMeta.shape[0] !== 'number';
-  const maxSteps = schedulerConfig.num_train_timesteps ?? 1000;
-  const scheduler = schedulerName(schedulerConfig);
+  const scheduler = schedulerLabel(defaultScheduler(schedulerConfig));
   let released = false;
 
   async function encodeIds(ids: number[]): Promise<{ states: Float32Array; dims: readonly number[] }> {
@@ -209,7 +279,7 @@ function createPipeline(
 
   async function generate(request: GenerateRequest): Promise<GenerateResult> {
     if (released) throw new Error('the model was released');
-    validate(request, maxSteps);
+    const selection = validate(request, schedulerConfig);
     const { signal, onStep, numImages, steps, guidanceScale } = request;
     signal?.throwIfAborted();
 
@@ -232,18 +302,27 @@ function createPipeline(
 
     // Denoising: every buffer is allocated here once; the loop only writes into them.
     const denoiseStart = performance.now();
-    const schedule = createScheduler(schedulerConfig, steps);
     const latentHeight = request.height / VAE_FACTOR;
     const latentWidth = request.width / VAE_FACTOR;
     const perImage = latentChannels * latentHeight * latentWidth;
-    const latents = initialLatents(request.seed, numImages, perImage, schedule.initNoiseSigma);
+    // Image i's initial latent and any per-step noise come from its own stream (random.ts).
+    const streams = batchNoise(request.seed, numImages, perImage);
+    const schedule = createScheduler(schedulerConfig, steps, selection, { noise: streams.fill });
+    const latents = initialLatents(request.seed, numImages, perImage, schedule.initNoiseSigma, streams);
+    const n = latents.length;
     const latentDims = [rows, latentChannels, latentHeight, latentWidth];
     const modelInput = new Float32Array(rows * perImage);
     const noise = new Float32Array(rows * perImage);
-    const guidedNoise = guided ? new Float32Array(latents.length) : noise;
+    // Guidance is combined in place into the unconditional half, which the scheduler then reads.
+    const modelOutput = guided ? noise.subarray(0, n) : noise;
     const timestepLength = timestepPerRow ? rows : 1;
     const timestepData =
       timestepMeta.type === 'int64' ? new BigInt64Array(timestepLength) : new Float32Array(timestepLength);
+    // diffusers' ONNX pipeline casts with numpy astype, which truncates fractional timesteps.
+    const int64Timesteps =
+      timestepData instanceof BigInt64Array
+        ? BigInt64Array.from(schedule.timesteps, (t) => BigInt(Math.trunc(t)))
+        : undefined;
     const feeds = {
       [sampleMeta.name]: new ort.Tensor('float32', modelInput, latentDims),
       [timestepMeta.name]: new ort.Tensor(
@@ -254,26 +333,30 @@ function createPipeline(
       encoder_hidden_states: context,
     };
     const fetches = { [noiseMeta.name]: new ort.Tensor('float32', noise, latentDims) };
-    const n = latents.length;
+    let unetMs = 0;
+    let unetCalls = 0;
 
     for (let step = 0; step < steps; step++) {
       const scale = schedule.inputScale(step);
-      for (let k = 0; k < n; k++) modelInput[k] = latents[k] * scale;
+      if (scale === 1) modelInput.set(latents);
+      else for (let k = 0; k < n; k++) modelInput[k] = latents[k] * scale;
+      // Both guidance halves see the same latents.
       if (guided) modelInput.copyWithin(n, 0, n);
-      const t = schedule.timesteps[step];
-      // diffusers' ONNX pipeline casts with numpy astype, which truncates fractional timesteps.
-      if (timestepData instanceof BigInt64Array) timestepData.fill(BigInt(Math.trunc(t)));
-      else timestepData.fill(t);
+      if (int64Timesteps) (timestepData as BigInt64Array).fill(int64Timesteps[step]);
+      else (timestepData as Float32Array).fill(schedule.timesteps[step]);
 
+      const runStart = performance.now();
       await unet.run(feeds, fetches);
+      unetMs += performance.now() - runStart;
+      unetCalls++;
 
       if (guided) {
         for (let k = 0; k < n; k++) {
           const u = noise[k];
-          guidedNoise[k] = u + guidanceScale * (noise[n + k] - u);
+          noise[k] = u + guidanceScale * (noise[n + k] - u);
         }
       }
-      schedule.step(step, latents, guidedNoise);
+      schedule.step(step, latents, modelOutput);
       onStep?.(step + 1, steps);
       signal?.throwIfAborted();
     }
@@ -305,9 +388,9 @@ function createPipeline(
     return {
       images,
       seed: request.seed,
-      scheduler: schedule.name,
+      scheduler: schedulerLabel(selection),
       promptTruncated: prompt.truncated,
-      timings: { encodeMs, denoiseMs, decodeMs },
+      timings: { encodeMs, denoiseMs, decodeMs, unetMs, unetCalls },
     };
   }
 

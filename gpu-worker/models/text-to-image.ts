@@ -4,6 +4,20 @@
 
 export type ExecutionProvider = 'cpu' | 'cuda';
 
+/**
+ * Samplers a request can choose (the API's enum): Euler, Euler ancestral, DDIM (eta 0),
+ * LCM and DPM++ 2M, each as diffusers implements the matching scheduler class.
+ */
+export const SCHEDULER_CHOICES = ['euler', 'euler_a', 'ddim', 'lcm', 'dpmpp_2m'] as const;
+export type SchedulerChoice = (typeof SCHEDULER_CHOICES)[number];
+
+/** The choices that accept `karras: true` (Karras et al.'s ρ = 7 σ spacing, use_karras_sigmas). */
+export const KARRAS_SCHEDULER_CHOICES = [
+  'euler',
+  'euler_a',
+  'dpmpp_2m',
+] as const satisfies readonly SchedulerChoice[];
+
 export interface GenerateRequest {
   prompt: string;
   negativePrompt: string;
@@ -14,6 +28,17 @@ export interface GenerateRequest {
   /** 0..2^32-1; image i of a batch uses seed + i (see random.ts for the rule). */
   seed: number;
   numImages: number;
+  /**
+   * Sampler to run. Absent: the model's scheduler_config.json decides (`ModelInfo.scheduler`).
+   * A chosen sampler reads the model's config the way diffusers' `from_config` would (training
+   * schedule, prediction type, spacing, use_karras_sigmas).
+   */
+  scheduler?: SchedulerChoice;
+  /**
+   * Karras σ spacing. Absent: the config's use_karras_sigmas. `true` is an input error for the
+   * samplers outside KARRAS_SCHEDULER_CHOICES.
+   */
+  karras?: boolean;
   /** Checked between denoising steps; an aborted run rejects with the signal's reason. */
   signal?: AbortSignal;
   /** Called after every denoising step (1-based step). Must be cheap: it runs on the hot path. */
@@ -29,13 +54,19 @@ export interface GeneratedImage {
 
 export interface StageTimings {
   encodeMs: number;
+  /** The whole denoising loop, UNet runs included. */
   denoiseMs: number;
   decodeMs: number;
+  /** Time inside the UNet's `run` calls alone (denoiseMs − unetMs is the loop's own overhead). */
+  unetMs: number;
+  /** UNet runs in the loop (one per step: guidance batches both halves into one run). */
+  unetCalls: number;
 }
 
 export interface GenerateResult {
   images: GeneratedImage[];
   seed: number;
+  /** The sampler that ran: a SchedulerChoice, suffixed `_karras` with Karras σ (e.g. `dpmpp_2m_karras`). */
   scheduler: string;
   promptTruncated: boolean;
   timings: StageTimings;
@@ -46,6 +77,7 @@ export interface ModelInfo {
   family: string;
   dir: string;
   provider: ExecutionProvider;
+  /** The sampler a request without `scheduler` runs, named as GenerateResult.scheduler names it. */
   scheduler: string;
 }
 
