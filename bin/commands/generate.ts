@@ -1,0 +1,206 @@
+// `easel generate`: the worker's pipeline (translate → diffusion → JPEG) in this process, no server.
+
+import { randomInt } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, extname, resolve } from 'node:path';
+import {
+  KARRAS_SCHEDULER_CHOICES,
+  SCHEDULER_CHOICES,
+  type SchedulerChoice,
+} from '../../gpu-worker/models/text-to-image.ts';
+import { createProgressBar } from '../progress.ts';
+import { choiceFlag, intFlag, numberFlag, parseFlags, requireDir, requireFlag, UsageError } from './cli.ts';
+
+export const generateUsage = `usage: easel generate --model DIR --prompt TEXT --out FILE.jpg [options]
+
+  --model DIR              model folder in the diffusers/optimum ONNX layout
+                           (\`easel models demo DIR\` writes a tiny one, \`easel models fetch\` gets real ones)
+  --prompt TEXT            what to draw
+  --negative-prompt TEXT   what to steer away from (default: none)
+  --width N, --height N    image size in pixels, multiples of 8 (default 512×512)
+  --steps N                denoising steps (default 25)
+  --guidance X             classifier-free guidance scale (default 7.5; 1 or less turns it off)
+  --seed N                 0..4294967295 (default: random; always reported)
+  --scheduler NAME         sampler: ${SCHEDULER_CHOICES.join(', ')}
+                           (default: the one the model's scheduler_config.json names)
+  --karras                 Karras sigma spacing (${KARRAS_SCHEDULER_CHOICES.join(', ')} only)
+  --num-images N           images from consecutive seeds (default 1); with N > 1 the files are
+                           FILE-0.jpg, FILE-1.jpg, … (image i uses seed + i)
+  --provider cpu|cuda      ONNX Runtime execution provider (default cpu)
+  --translator DIR         Marian translator folder: Russian (Cyrillic) prompts are translated to
+                           English before the text encoder sees them
+  --translate MODE         auto (default: translate prompts with Cyrillic) | always | off
+  --out FILE.jpg           where to write the JPEG
+  --json                   print one JSON object (seed, scheduler, prompt, prompt_en, translated,
+                           prompt_truncated, files, timings in ms) instead of a summary
+`;
+
+const MAX_SEED = 0xffff_ffff;
+const TRANSLATE_MODES = ['auto', 'always', 'off'] as const;
+const PROVIDERS = ['cpu', 'cuda'] as const;
+
+/** FILE.jpg for one image; FILE-0.jpg, FILE-1.jpg, … for several. */
+export function outputFiles(out: string, count: number): string[] {
+  if (count === 1) return [out];
+  const ext = extname(out);
+  const base = ext ? out.slice(0, -ext.length) : out;
+  return Array.from({ length: count }, (_, i) => `${base}-${i}${ext}`);
+}
+
+function ms(value: number): number {
+  return Math.round(value * 10) / 10;
+}
+
+export async function generateCommand(args: string[]): Promise<void> {
+  const { values } = parseFlags(args, {
+    model: { type: 'string' },
+    prompt: { type: 'string' },
+    'negative-prompt': { type: 'string' },
+    width: { type: 'string' },
+    height: { type: 'string' },
+    steps: { type: 'string' },
+    guidance: { type: 'string' },
+    seed: { type: 'string' },
+    scheduler: { type: 'string' },
+    karras: { type: 'boolean' },
+    'num-images': { type: 'string' },
+    provider: { type: 'string' },
+    translator: { type: 'string' },
+    translate: { type: 'string' },
+    out: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  const modelDir = requireFlag(values.model, '--model');
+  const prompt = values.prompt;
+  if (prompt === undefined || prompt.trim() === '') throw new UsageError('--prompt is required');
+  const negativePrompt = values['negative-prompt'] ?? '';
+  const out = requireFlag(values.out, '--out');
+  const width = intFlag(values.width, '--width', 512, 8, 4096);
+  const height = intFlag(values.height, '--height', 512, 8, 4096);
+  for (const [flag, value] of [
+    ['--width', width],
+    ['--height', height],
+  ] as const) {
+    if (value % 8 !== 0) throw new UsageError(`${flag} must be a multiple of 8, got ${value}`);
+  }
+  const steps = intFlag(values.steps, '--steps', 25, 1, 1000);
+  const guidanceScale = numberFlag(values.guidance, '--guidance', 7.5, 0, 100);
+  const numImages = intFlag(values['num-images'], '--num-images', 1, 1, 16);
+  const provider = choiceFlag(values.provider, '--provider', PROVIDERS, 'cpu');
+  const mode = choiceFlag(values.translate, '--translate', TRANSLATE_MODES, 'auto');
+  const translatorDir = values.translator;
+  if (mode === 'always' && translatorDir === undefined) {
+    throw new UsageError('--translate always needs --translator DIR');
+  }
+  const scheduler =
+    values.scheduler === undefined
+      ? undefined
+      : choiceFlag<SchedulerChoice>(values.scheduler, '--scheduler', SCHEDULER_CHOICES, 'euler');
+  const seed =
+    values.seed === undefined ? randomInt(0, MAX_SEED + 1) : intFlag(values.seed, '--seed', 0, 0, MAX_SEED);
+  const files = outputFiles(out, numImages);
+
+  await requireDir(modelDir, 'model');
+  const useTranslator = translatorDir !== undefined && mode !== 'off';
+  if (useTranslator) await requireDir(translatorDir, 'translator');
+
+  const [{ loadTextToImage }, { encodeJpeg }, translation] = await Promise.all([
+    import('../../gpu-worker/models/load-model.ts'),
+    import('../../gpu-worker/jpeg.ts'),
+    import('../../gpu-worker/models/translator.ts'),
+  ]);
+
+  const loadStart = performance.now();
+  const loaded = await Promise.allSettled([
+    loadTextToImage(modelDir, { provider }),
+    useTranslator ? translation.loadTranslator(translatorDir) : Promise.resolve(undefined),
+  ]);
+  const [modelResult, translatorResult] = loaded;
+  if (modelResult.status === 'rejected' || translatorResult.status === 'rejected') {
+    await Promise.allSettled(
+      loaded.flatMap((r) => (r.status === 'fulfilled' && r.value ? [r.value.release()] : [])),
+    );
+    throw modelResult.status === 'rejected'
+      ? modelResult.reason
+      : (translatorResult as PromiseRejectedResult).reason;
+  }
+  const model = modelResult.value;
+  const translator = translatorResult.value;
+  const loadMs = performance.now() - loadStart;
+
+  const bar = createProgressBar();
+  try {
+    if (!translator && mode !== 'off' && translation.needsTranslation(prompt, 'auto')) {
+      process.stderr.write(
+        'note: the prompt is not in English and no --translator was given; the text encoder sees it as is\n',
+      );
+    }
+    const [promptResult, negativeResult] = await Promise.all([
+      translation.translatePrompt(translator, prompt, mode),
+      translation.translatePrompt(translator, negativePrompt, mode),
+    ]);
+
+    const result = await model.generate({
+      prompt: promptResult.promptEn,
+      negativePrompt: negativeResult.promptEn,
+      width,
+      height,
+      steps,
+      guidanceScale,
+      seed,
+      numImages,
+      scheduler,
+      karras: values.karras,
+      onStep: bar ? (step, total) => bar.update(step, total, `denoising, step ${step}/${total}`) : undefined,
+    });
+    bar?.finish();
+
+    const jpegStart = performance.now();
+    await mkdir(dirname(resolve(out)), { recursive: true });
+    await Promise.all(
+      result.images.map(async (image, i) => writeFile(files[i] as string, await encodeJpeg(image))),
+    );
+    const jpegMs = performance.now() - jpegStart;
+
+    const timings = {
+      load: ms(loadMs),
+      translate: ms(promptResult.ms + negativeResult.ms),
+      encode: ms(result.timings.encodeMs),
+      denoise: ms(result.timings.denoiseMs),
+      decode: ms(result.timings.decodeMs),
+      jpeg: ms(jpegMs),
+    };
+    const translated = promptResult.translated || negativeResult.translated;
+    if (values.json) {
+      const report = {
+        seed: result.seed,
+        scheduler: result.scheduler,
+        prompt,
+        prompt_en: promptResult.promptEn,
+        translated,
+        prompt_truncated: result.promptTruncated,
+        files: files.map((file) => resolve(file)),
+        timings,
+      };
+      process.stdout.write(`${JSON.stringify(report)}\n`);
+      return;
+    }
+    const lines = [
+      `wrote ${files.join(', ')} (${width}×${height})`,
+      `seed ${result.seed}, scheduler ${result.scheduler}, ${steps} steps, guidance ${guidanceScale}`,
+    ];
+    if (promptResult.translated) lines.push(`prompt translated: ${promptResult.promptEn}`);
+    if (negativeResult.translated) lines.push(`negative prompt translated: ${negativeResult.promptEn}`);
+    if (result.promptTruncated)
+      lines.push('note: the prompt was longer than the text encoder takes and was cut');
+    lines.push(
+      `time: load ${Math.round(timings.load)} ms, translate ${Math.round(timings.translate)} ms, ` +
+        `encode ${Math.round(timings.encode)} ms, denoise ${Math.round(timings.denoise)} ms, ` +
+        `decode ${Math.round(timings.decode)} ms, jpeg ${Math.round(timings.jpeg)} ms`,
+    );
+    process.stdout.write(`${lines.join('\n')}\n`);
+  } finally {
+    bar?.finish();
+    await Promise.allSettled([model.release(), translator?.release()]);
+  }
+}
