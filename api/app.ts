@@ -12,10 +12,21 @@ import { bearerAuth } from './auth.ts';
 import type { ApiConfig } from './config.ts';
 import type { AppEnv } from './context.ts';
 import { apiError, createErrorHandler, notFoundHandler } from './errors.ts';
-import { createGenerationHandler, getGenerationHandler } from './generations.handlers.ts';
-import { createGenerationRoute, getGenerationRoute } from './generations.routes.ts';
+import {
+  createGenerationHandler,
+  getGenerationHandler,
+  getGenerationImageHandler,
+  listGenerationsHandler,
+} from './generations.handlers.ts';
+import {
+  createGenerationRoute,
+  getGenerationImageRoute,
+  getGenerationRoute,
+  listGenerationsRoute,
+} from './generations.routes.ts';
 import { registerHealthRoutes } from './health.routes.ts';
 import { requestLogging } from './middleware.ts';
+import type { StatusListener } from './status-listener.ts';
 import { validationHook } from './validation.ts';
 
 export interface AppDeps {
@@ -26,6 +37,8 @@ export interface AppDeps {
   store: ObjectStore;
   config: ApiConfig;
   logger: Logger;
+  /** The process's LISTEN connection for `Prefer: wait`; without it the preference is ignored. */
+  statusListener?: StatusListener;
 }
 
 export type App = OpenAPIHono<AppEnv>;
@@ -74,7 +87,9 @@ export function createApp(deps: AppDeps): App {
   app.use('/v1/*', bearerAuth(deps.db));
 
   app.openapi(createGenerationRoute, createGenerationHandler(deps));
+  app.openapi(listGenerationsRoute, listGenerationsHandler(deps));
   app.openapi(getGenerationRoute, getGenerationHandler(deps));
+  app.openapi(getGenerationImageRoute, getGenerationImageHandler(deps));
   registerHealthRoutes(app, deps);
 
   let document: ReturnType<typeof openApiDocument> | undefined;

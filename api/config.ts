@@ -12,6 +12,10 @@ export const apiEnv = z.object({
   /** Where clients reach the object store, when that differs from where the API does (docker compose). */
   S3_PUBLIC_ENDPOINT: z.url().optional(),
   BODY_LIMIT_BYTES: envInt(1024, 10 * 1024 * 1024).default(65_536),
+  /** Queued+running generations one API key may have; api_keys.max_in_flight overrides it per key. */
+  MAX_IN_FLIGHT_PER_KEY: envInt(1, 1_000_000).default(50),
+  /** Queued generations across all keys before creates are refused with 503 queue_full. */
+  MAX_QUEUED: envInt(1, 10_000_000).default(10_000),
 });
 
 export type ApiConfig = Readonly<z.infer<typeof apiEnv>>;

@@ -16,8 +16,11 @@ export const ERROR_CATALOGUE = {
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
   validation_failed: { status: 422, title: 'Request validation failed' },
   pixel_limit_exceeded: { status: 422, title: 'Image size exceeds the pixel limit' },
+  idempotency_key_reused: { status: 422, title: 'Idempotency-Key reused with a different request' },
+  too_many_in_flight: { status: 429, title: 'Too many generations in flight for this API key' },
   internal_error: { status: 500, title: 'Internal server error' },
   service_unavailable: { status: 503, title: 'Service temporarily unavailable' },
+  queue_full: { status: 503, title: 'The generation queue is full' },
 } as const satisfies Record<string, { status: ContentfulStatusCode; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
@@ -25,6 +28,10 @@ export const ERROR_CODES = Object.keys(ERROR_CATALOGUE) as ErrorCode[];
 
 /** Seconds a client should wait before retrying after a 503. */
 export const RETRY_AFTER_SECONDS = 5;
+/** After 429 too_many_in_flight: about one generation's run time frees a slot. */
+export const IN_FLIGHT_RETRY_AFTER_SECONDS = 10;
+/** After 503 queue_full: a full queue drains slowly, so back off for longer. */
+export const QUEUE_FULL_RETRY_AFTER_SECONDS = 30;
 
 export interface FieldError {
   field: string;

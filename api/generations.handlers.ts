@@ -2,21 +2,39 @@ import { randomInt, randomUUID } from 'node:crypto';
 import type { RouteHandler } from '@hono/zod-openapi';
 import type { PgBoss } from 'pg-boss';
 import type { Db } from '../db/connect.ts';
-import { findGenerationForOwner, insertGeneration, queuePosition } from '../db/generations.repository.ts';
+import {
+  findGenerationForOwner,
+  insertGeneration,
+  listGenerations,
+  queuePosition,
+} from '../db/generations.repository.ts';
+import { claimIdempotencyKey } from '../db/idempotency-keys.repository.ts';
 import type { ObjectStore } from '../db/object-store.ts';
 import { enqueueGeneration } from '../db/queue.ts';
-import type { Generation } from '../db/types.ts';
+import type { Generation, GenerationStatus } from '../db/types.ts';
+import { admitGeneration } from './admission.ts';
 import type { ApiConfig } from './config.ts';
 import type { AppEnv } from './context.ts';
+import { decodeCursor, encodeCursor } from './cursor.ts';
 import { apiError } from './errors.ts';
-import type { createGenerationRoute, getGenerationRoute } from './generations.routes.ts';
+import type {
+  createGenerationRoute,
+  getGenerationImageRoute,
+  getGenerationRoute,
+  listGenerationsRoute,
+} from './generations.routes.ts';
 import type { GenerationResource } from './generations.schemas.ts';
+import { requestHash } from './idempotency.ts';
+import type { StatusListener } from './status-listener.ts';
+import { isTerminal, preferredWaitSeconds, waitForTerminal } from './sync-wait.ts';
 
 export interface GenerationDeps {
   db: Db;
   boss: PgBoss;
   store: ObjectStore;
-  config: Pick<ApiConfig, 'MAX_PIXELS' | 'RESULT_URL_TTL_SECONDS'>;
+  config: Pick<ApiConfig, 'MAX_PIXELS' | 'RESULT_URL_TTL_SECONDS' | 'MAX_IN_FLIGHT_PER_KEY' | 'MAX_QUEUED'>;
+  /** Absent: `Prefer: wait` is ignored. */
+  statusListener?: StatusListener;
 }
 
 const SEED_LIMIT = 2 ** 32; // seeds are uint32: 0..2^32-1
@@ -51,6 +69,8 @@ export async function toResource(
     status: row.status,
     prompt: row.prompt,
     negative_prompt: row.negative_prompt,
+    prompt_en: row.prompt_en,
+    negative_prompt_en: row.negative_prompt_en,
     width: row.width,
     height: row.height,
     steps: row.steps,
@@ -58,6 +78,8 @@ export async function toResource(
     seed: row.seed,
     num_images: row.num_images,
     scheduler: row.scheduler,
+    requested_scheduler: row.requested_scheduler as GenerationResource['requested_scheduler'],
+    karras: row.requested_karras,
     queue_position: row.status === 'queued' ? position : null,
     outputs,
     error: row.error_code === null ? null : { code: row.error_code, message: row.error_message ?? '' },
@@ -90,11 +112,27 @@ export function createGenerationHandler(
       );
     }
     const apiKey = c.get('apiKey');
+    const headers = c.req.valid('header');
+    const idempotencyKey = headers['Idempotency-Key'];
+    const hash = idempotencyKey === undefined ? undefined : requestHash(input);
+    const listener = deps.statusListener;
+    const waitSeconds = listener ? preferredWaitSeconds(headers.Prefer) : undefined;
     const id = randomUUID();
     const seed = input.seed ?? randomInt(0, SEED_LIMIT);
-
+    // Subscribed before the commit, so a generation that finishes at once cannot slip past.
+    let subscription = waitSeconds ? listener?.subscribe(id) : undefined;
     // Row and job commit together: no accepted generation without its job, no job without its row.
-    const { row, position } = await deps.db.transaction().execute(async (trx) => {
+    const creating = deps.db.transaction().execute(async (trx) => {
+      if (idempotencyKey !== undefined && hash !== undefined) {
+        const claim = await claimIdempotencyKey(trx, {
+          apiKeyId: apiKey.id,
+          key: idempotencyKey,
+          requestHash: hash,
+          generationId: id,
+        });
+        if (!claim.claimed) return { replay: true as const, original: claim.existing };
+      }
+      await admitGeneration(trx, apiKey, deps.config);
       const inserted = await insertGeneration(trx, {
         id,
         api_key_id: apiKey.id,
@@ -106,15 +144,62 @@ export function createGenerationHandler(
         guidance_scale: input.guidance_scale,
         num_images: input.num_images,
         seed,
+        requested_scheduler: input.scheduler ?? null,
+        requested_karras: input.karras ?? null,
       });
       await enqueueGeneration(deps.boss, trx, id);
-      return { row: inserted, position: await queuePosition(trx, inserted) };
+      return { replay: false as const, row: inserted, position: await queuePosition(trx, inserted) };
+    });
+    const created = await creating.catch((error: unknown) => {
+      subscription?.close();
+      throw error;
     });
 
-    c.get('logger').info({ generation_id: id, api_key_id: apiKey.id }, 'generation queued');
-    const resource = await toResource(row, deps.store, deps.config.RESULT_URL_TTL_SECONDS, position);
-    c.header('Location', `/v1/generations/${id}`);
-    return c.json(resource, 202);
+    try {
+      let row: Generation;
+      let position: number | null | undefined;
+      if (created.replay) {
+        const { original } = created;
+        if (original.request_hash !== hash) {
+          throw apiError(
+            'idempotency_key_reused',
+            'This Idempotency-Key was used in the last 24 hours with a different request body.',
+            { errors: [{ field: 'Idempotency-Key', message: 'already used with a different request body' }] },
+          );
+        }
+        subscription?.close();
+        subscription = waitSeconds ? listener?.subscribe(original.generation_id) : undefined;
+        const found = await findGenerationForOwner(deps.db, original.generation_id, apiKey.id);
+        if (!found) throw new Error(`idempotency key points at missing generation ${original.generation_id}`);
+        row = found;
+        c.header('Idempotent-Replayed', 'true');
+        c.get('logger').info({ generation_id: row.id }, 'generation replayed for its idempotency key');
+      } else {
+        ({ row, position } = created);
+        c.get('logger').info({ generation_id: id, api_key_id: apiKey.id }, 'generation queued');
+      }
+
+      if (subscription && waitSeconds && !isTerminal(row)) {
+        c.get('logger').info({ generation_id: row.id, wait_s: waitSeconds }, 'waiting for generation');
+        row =
+          (await waitForTerminal({
+            db: deps.db,
+            subscription,
+            generationId: row.id,
+            apiKeyId: apiKey.id,
+            seconds: waitSeconds,
+            signal: c.req.raw.signal,
+          })) ?? row;
+        position = undefined;
+      }
+      position ??= row.status === 'queued' ? await queuePosition(deps.db, row) : null;
+      const resource = await toResource(row, deps.store, deps.config.RESULT_URL_TTL_SECONDS, position);
+      c.header('Location', `/v1/generations/${row.id}`);
+      if (waitSeconds) c.header('Preference-Applied', `wait=${waitSeconds}`);
+      return waitSeconds && isTerminal(row) ? c.json(resource, 200) : c.json(resource, 202);
+    } finally {
+      subscription?.close();
+    }
   };
 }
 
@@ -126,5 +211,55 @@ export function getGenerationHandler(deps: GenerationDeps): RouteHandler<typeof 
     const position = row.status === 'queued' ? await queuePosition(deps.db, row) : null;
     const resource = await toResource(row, deps.store, deps.config.RESULT_URL_TTL_SECONDS, position);
     return c.json(resource, 200);
+  };
+}
+
+export function listGenerationsHandler(
+  deps: GenerationDeps,
+): RouteHandler<typeof listGenerationsRoute, AppEnv> {
+  return async (c) => {
+    const query = c.req.valid('query');
+    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+    if (query.cursor !== undefined && !after) {
+      throw apiError('validation_failed', 'The request query has 1 invalid field.', {
+        errors: [{ field: 'cursor', message: 'is not a next_cursor this API returned' }],
+      });
+    }
+    const { rows, hasMore } = await listGenerations(deps.db, {
+      apiKeyId: c.get('apiKey').id,
+      limit: query.limit,
+      statuses: query.status?.split(',') as GenerationStatus[] | undefined,
+      createdAfter: query.created_after,
+      createdBefore: query.created_before,
+      after,
+    });
+    const ttl = deps.config.RESULT_URL_TTL_SECONDS;
+    const data = await Promise.all(rows.map((row) => toResource(row, deps.store, ttl, row.queue_position)));
+    const last = rows.at(-1);
+    return c.json(
+      {
+        object: 'list' as const,
+        data,
+        next_cursor: hasMore && last ? encodeCursor(last.position) : null,
+        has_more: hasMore,
+      },
+      200,
+    );
+  };
+}
+
+/** A redirect to a freshly presigned URL, for clients that want a stable link to an image. */
+export function getGenerationImageHandler(
+  deps: GenerationDeps,
+): RouteHandler<typeof getGenerationImageRoute, AppEnv> {
+  return async (c) => {
+    const { id, index } = c.req.valid('param');
+    const row = await findGenerationForOwner(deps.db, id, c.get('apiKey').id);
+    const output = row?.status === 'succeeded' ? row.outputs.find((o) => o.index === index) : undefined;
+    if (!output) throw apiError('not_found', 'No image with this index for this generation.');
+    const url = await deps.store.presignGet(output.key, deps.config.RESULT_URL_TTL_SECONDS);
+    // The URL expires: a cached redirect would outlive it.
+    c.header('Cache-Control', 'no-store');
+    return c.redirect(url, 302);
   };
 }

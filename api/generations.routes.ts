@@ -1,7 +1,20 @@
 import { createRoute } from '@hono/zod-openapi';
-import { CreateGenerationRequest, Generation, GenerationIdParams } from './generations.schemas.ts';
+import {
+  IN_FLIGHT_RETRY_AFTER_SECONDS,
+  QUEUE_FULL_RETRY_AFTER_SECONDS,
+  RETRY_AFTER_SECONDS,
+} from './errors.ts';
+import {
+  CreateGenerationHeaders,
+  CreateGenerationRequest,
+  Generation,
+  GenerationIdParams,
+  GenerationImageParams,
+  GenerationList,
+  ListGenerationsQuery,
+} from './generations.schemas.ts';
 import { requireJson } from './middleware.ts';
-import { problemResponse } from './responses.ts';
+import { type ProblemExample, problemResponse } from './responses.ts';
 
 const security = [{ bearerAuth: [] }];
 const COLLECTION = '/v1/generations';
@@ -18,13 +31,23 @@ const unauthorized = (instance: string) =>
     },
   }) as const;
 
-const unavailable = (instance: string) =>
+const retryAfter = (example: number) =>
+  ({ description: 'Seconds to wait before retrying.', schema: { type: 'integer', example } }) as const;
+
+const unavailable = (
+  instance: string,
+  description = 'The database or the object store is unreachable; retry later.',
+  retryAfterExample = RETRY_AFTER_SECONDS,
+  ...more: ProblemExample[]
+) =>
   ({
-    ...problemResponse('The database or the object store is unreachable; retry later.', instance, {
-      code: 'service_unavailable',
-      detail: 'The database is unreachable; retry later.',
-    }),
-    headers: { 'Retry-After': { description: 'Seconds to wait.', schema: { type: 'integer' } } },
+    ...problemResponse(
+      description,
+      instance,
+      { code: 'service_unavailable', detail: 'The database is unreachable; retry later.' },
+      ...more,
+    ),
+    headers: { 'Retry-After': retryAfter(retryAfterExample) },
   }) as const;
 
 const internal = (instance: string) =>
@@ -41,22 +64,93 @@ export const createGenerationRoute = createRoute({
   summary: 'Queue a text-to-image generation',
   description:
     'Validates the request, stores the generation and queues its job in one transaction, and answers ' +
-    'at once. Poll the URL in `Location` until `status` is `succeeded`, `failed` or `canceled`.',
+    'at once. Poll the URL in `Location` until `status` is `succeeded`, `failed` or `canceled`, or ' +
+    'send `Prefer: wait=N` to have the answer held until then (at most N seconds). Send an ' +
+    '`Idempotency-Key` to retry safely after a network error.',
   security,
   middleware: [requireJson] as const,
   request: {
+    headers: CreateGenerationHeaders,
     body: {
       required: true,
       content: { 'application/json': { schema: CreateGenerationRequest } },
     },
   },
   responses: {
+    200: {
+      description:
+        'Only with `Prefer: wait=N`: the generation finished (`succeeded`, `failed` or `canceled`) within N seconds.',
+      headers: {
+        Location: { description: 'The URL of the generation.', schema: { type: 'string', example: ITEM } },
+        'Preference-Applied': {
+          description: 'The wait the server applied, in seconds.',
+          schema: { type: 'string', example: 'wait=30' },
+        },
+        'Idempotent-Replayed': {
+          description:
+            '`true` when an earlier request with the same Idempotency-Key created this generation.',
+          schema: { type: 'string', enum: ['true'] },
+        },
+      },
+      content: {
+        'application/json': {
+          schema: Generation,
+          example: {
+            id: '0b6f8f2e-5c1e-4d3a-9a57-3f1f2d8c9e10',
+            object: 'generation',
+            status: 'succeeded',
+            prompt: 'a lighthouse on a cliff at dawn, oil painting',
+            negative_prompt: 'blurry',
+            prompt_en: 'a lighthouse on a cliff at dawn, oil painting',
+            negative_prompt_en: 'blurry',
+            width: 512,
+            height: 512,
+            steps: 25,
+            guidance_scale: 7.5,
+            seed: 42,
+            num_images: 1,
+            scheduler: 'dpmpp_2m',
+            queue_position: null,
+            outputs: [
+              {
+                index: 0,
+                url: 'https://s3.example.com/easel/generations/0b6f8f2e-5c1e-4d3a-9a57-3f1f2d8c9e10/0.jpg?X-Amz-Signature=...',
+                expires_at: '2026-11-28T11:15:41.500Z',
+                width: 512,
+                height: 512,
+                content_type: 'image/jpeg',
+                bytes: 48213,
+                sha256: '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08',
+              },
+            ],
+            error: null,
+            attempts: 1,
+            prompt_truncated: false,
+            timings: { encode_ms: 12, denoise_ms: 8410, decode_ms: 240, jpeg_ms: 7, upload_ms: 31 },
+            created_at: '2026-11-28T10:15:30.123Z',
+            started_at: '2026-11-28T10:15:30.140Z',
+            finished_at: '2026-11-28T10:15:39.021Z',
+          },
+        },
+      },
+    },
     202: {
-      description: 'Accepted and queued.',
+      description:
+        'Accepted and queued (or, with `Prefer: wait=N`, not finished within N seconds). With an ' +
+        'Idempotency-Key seen before, the generation the first request created, as it is now.',
       headers: {
         Location: {
           description: 'The URL of the new generation.',
           schema: { type: 'string', example: ITEM },
+        },
+        'Preference-Applied': {
+          description: 'Present when `Prefer: wait` was honoured (the server waited, in vain).',
+          schema: { type: 'string', example: 'wait=30' },
+        },
+        'Idempotent-Replayed': {
+          description:
+            '`true` when an earlier request with the same Idempotency-Key created this generation.',
+          schema: { type: 'string', enum: ['true'] },
         },
       },
       content: { 'application/json': { schema: Generation } },
@@ -95,9 +189,33 @@ export const createGenerationRoute = createRoute({
           { field: 'height', message: 'width*height must not exceed 1048576 pixels' },
         ],
       },
+      {
+        code: 'idempotency_key_reused',
+        summary: 'Idempotency-Key used with another body',
+        detail: 'This Idempotency-Key was used in the last 24 hours with a different request body.',
+        errors: [{ field: 'Idempotency-Key', message: 'already used with a different request body' }],
+      },
     ),
+    429: {
+      ...problemResponse(
+        "The API key already has its limit of generations queued or running (the key's max_in_flight, else MAX_IN_FLIGHT_PER_KEY).",
+        COLLECTION,
+        {
+          code: 'too_many_in_flight',
+          detail:
+            'This API key already has 50 generations queued or running, its limit; retry when one has finished.',
+        },
+      ),
+      headers: { 'Retry-After': retryAfter(IN_FLIGHT_RETRY_AFTER_SECONDS) },
+    },
     500: internal(COLLECTION),
-    503: unavailable(COLLECTION),
+    503: unavailable(
+      COLLECTION,
+      'The generation queue is full (MAX_QUEUED), or the database or the object store is unreachable. ' +
+        `Retry after ${QUEUE_FULL_RETRY_AFTER_SECONDS} s and ${RETRY_AFTER_SECONDS} s respectively (see Retry-After).`,
+      QUEUE_FULL_RETRY_AFTER_SECONDS,
+      { code: 'queue_full', detail: 'The generation queue is full; retry later.' },
+    ),
   },
 });
 
@@ -122,5 +240,112 @@ export const getGenerationRoute = createRoute({
     ),
     500: internal(ITEM),
     503: unavailable(ITEM),
+  },
+});
+
+export const listGenerationsRoute = createRoute({
+  method: 'get',
+  path: '/v1/generations',
+  operationId: 'listGenerations',
+  tags: ['Generations'],
+  summary: "List the calling key's generations",
+  description:
+    'Newest first, a page at a time: pass `next_cursor` as `cursor` while `has_more` is true. Cursors ' +
+    'are positions, not offsets, so generations created while paging never shift later pages.',
+  security,
+  request: { query: ListGenerationsQuery },
+  responses: {
+    200: {
+      description: 'One page.',
+      content: {
+        'application/json': {
+          schema: GenerationList,
+          example: {
+            object: 'list',
+            data: [
+              {
+                id: '0b6f8f2e-5c1e-4d3a-9a57-3f1f2d8c9e10',
+                object: 'generation',
+                status: 'queued',
+                prompt: 'a lighthouse on a cliff at dawn, oil painting',
+                negative_prompt: 'blurry',
+                prompt_en: null,
+                negative_prompt_en: null,
+                width: 512,
+                height: 512,
+                steps: 25,
+                guidance_scale: 7.5,
+                seed: 42,
+                num_images: 1,
+                scheduler: null,
+                queue_position: 3,
+                outputs: [],
+                error: null,
+                attempts: 0,
+                prompt_truncated: false,
+                timings: {},
+                created_at: '2026-11-28T10:15:30.123Z',
+                started_at: null,
+                finished_at: null,
+              },
+            ],
+            next_cursor:
+              'WyIyMDI2LTExLTI4VDEwOjE1OjMwLjEyMzQ1NloiLCIwYjZmOGYyZS01YzFlLTRkM2EtOWE1Ny0zZjFmMmQ4YzllMTAiXQ',
+            has_more: true,
+          },
+        },
+      },
+    },
+    401: unauthorized(COLLECTION),
+    422: problemResponse('A query parameter is invalid; `errors` names it.', COLLECTION, {
+      code: 'validation_failed',
+      detail: 'The request query has 1 invalid field.',
+      errors: [{ field: 'cursor', message: 'is not a next_cursor this API returned' }],
+    }),
+    500: internal(COLLECTION),
+    503: unavailable(COLLECTION),
+  },
+});
+
+const IMAGE = `${ITEM}/images/0`;
+
+export const getGenerationImageRoute = createRoute({
+  method: 'get',
+  path: '/v1/generations/{id}/images/{index}',
+  operationId: 'getGenerationImage',
+  tags: ['Generations'],
+  summary: 'Redirect to an image of a succeeded generation',
+  description:
+    'A stable link to one output: answers 302 to a freshly presigned URL (valid for ' +
+    'RESULT_URL_TTL_SECONDS), so it can be embedded where the expiring URLs cannot.',
+  security,
+  request: { params: GenerationImageParams },
+  responses: {
+    302: {
+      description: 'Found: follow `Location` to download the JPEG.',
+      headers: {
+        Location: {
+          description: 'A presigned URL of the image, minted for this request.',
+          schema: {
+            type: 'string',
+            format: 'uri',
+            example:
+              'https://s3.example.com/easel/generations/0b6f8f2e-5c1e-4d3a-9a57-3f1f2d8c9e10/0.jpg?X-Amz-Signature=...',
+          },
+        },
+        'Cache-Control': {
+          description: 'The URL expires, so the redirect must not be cached.',
+          schema: { type: 'string', example: 'no-store' },
+        },
+      },
+    },
+    401: unauthorized(IMAGE),
+    404: problemResponse(
+      'No such generation for the calling key, it has not succeeded, or it has no image with this index.',
+      IMAGE,
+      { code: 'not_found', detail: 'No image with this index for this generation.' },
+    ),
+    500: internal(IMAGE),
+    503: unavailable(IMAGE),
   },
 });

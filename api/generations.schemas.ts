@@ -1,6 +1,7 @@
 // One zod schema per shape: these drive request validation, handler types and openapi.yaml.
 import { z } from '@hono/zod-openapi';
 import { GENERATION_STATUSES } from '../db/types.ts';
+import { KARRAS_SCHEDULER_CHOICES, SCHEDULER_CHOICES } from '../gpu-worker/models/text-to-image.ts';
 import { ERROR_CODES } from './errors.ts';
 
 const EXAMPLE_ID = '0b6f8f2e-5c1e-4d3a-9a57-3f1f2d8c9e10';
@@ -41,7 +42,27 @@ export const CreateGenerationRequest = z
       example: 42,
     }),
     num_images: z.int().min(1).max(4).default(1).openapi({ description: 'Images to generate.', example: 1 }),
+    scheduler: z.enum(SCHEDULER_CHOICES).optional().openapi({
+      description:
+        "Sampler: euler, euler_a (Euler ancestral), ddim, lcm or dpmpp_2m (DPM++ 2M). Absent: the model's own scheduler configuration decides.",
+      example: 'dpmpp_2m',
+    }),
+    karras: z
+      .boolean()
+      .optional()
+      .openapi({
+        description: `Karras sigma spacing; only for ${KARRAS_SCHEDULER_CHOICES.join(', ')}. Absent: the model's configuration decides.`,
+        example: true,
+      }),
   })
+  .refine(
+    (input) =>
+      !input.karras || (KARRAS_SCHEDULER_CHOICES as readonly string[]).includes(input.scheduler ?? 'euler'),
+    {
+      path: ['karras'],
+      message: `karras applies only to ${KARRAS_SCHEDULER_CHOICES.join(', ')}`,
+    },
+  )
   .openapi('CreateGenerationRequest', {
     description:
       'Unknown fields are rejected. width*height must not exceed the server pixel limit (MAX_PIXELS, 1048576 by default).',
@@ -95,6 +116,7 @@ export const GenerationError = z
 
 export const StageTimings = z
   .object({
+    translate_ms: z.number().optional(),
     encode_ms: z.number().optional(),
     denoise_ms: z.number().optional(),
     decode_ms: z.number().optional(),
@@ -110,13 +132,31 @@ export const Generation = z
     status: z.enum(GENERATION_STATUSES).openapi({ example: 'queued' }),
     prompt: z.string(),
     negative_prompt: z.string(),
+    prompt_en: z.string().nullable().openapi({
+      description:
+        'The prompt the text encoder received: the English translation of a Russian prompt, else the prompt itself. Null until the worker has taken the generation.',
+    }),
+    negative_prompt_en: z
+      .string()
+      .nullable()
+      .openapi({ description: 'The negative prompt as the text encoder received it; null until known.' }),
     width: z.int(),
     height: z.int(),
     steps: z.int(),
     guidance_scale: z.number(),
     seed: z.int().openapi({ description: 'The seed used (the request value or the one the server chose).' }),
     num_images: z.int(),
-    scheduler: z.string().nullable().openapi({ description: 'Sampler the worker used; null until it ran.' }),
+    scheduler: z.string().nullable().openapi({
+      description: 'Sampler that ran, e.g. dpmpp_2m_karras; null until the worker has run it.',
+    }),
+    requested_scheduler: z
+      .enum(SCHEDULER_CHOICES)
+      .nullable()
+      .openapi({ description: "The sampler the request named; null: the model's default." }),
+    karras: z
+      .boolean()
+      .nullable()
+      .openapi({ description: 'Karras spacing as requested; null: the model default.' }),
     queue_position: z.int().min(0).nullable().openapi({
       description: 'Queued generations ahead of this one (0 = next); null unless status is queued.',
       example: 0,
@@ -142,6 +182,8 @@ export const Generation = z
       status: 'queued',
       prompt: 'a lighthouse on a cliff at dawn, oil painting',
       negative_prompt: 'blurry',
+      prompt_en: null,
+      negative_prompt_en: null,
       width: 512,
       height: 512,
       steps: 25,
@@ -149,6 +191,8 @@ export const Generation = z
       seed: 42,
       num_images: 1,
       scheduler: null,
+      requested_scheduler: null,
+      karras: null,
       queue_position: 0,
       outputs: [],
       error: null,
@@ -183,3 +227,127 @@ export const Problem = z
       .openapi({ description: 'Present on validation errors: one entry per offending field.' }),
   })
   .openapi('Problem', { description: 'RFC 9457 problem details.' });
+
+export const CreateGenerationHeaders = z.object({
+  'Idempotency-Key': z
+    .string()
+    .min(1)
+    .max(255)
+    .optional()
+    .openapi({
+      param: {
+        name: 'Idempotency-Key',
+        in: 'header',
+        description:
+          'Makes retries safe: within 24 hours, the same key with the same body (compared after ' +
+          'validation and defaults) answers with the generation the first request created instead of ' +
+          'creating another; the same key with a different body is refused with 422 ' +
+          '`idempotency_key_reused`. Keys are scoped to the API key; after 24 hours a key may be reused.',
+      },
+      example: '5d7c1f9e-2f43-4b8a-9d0e-6a1b2c3d4e5f',
+    }),
+  Prefer: z
+    .string()
+    .optional()
+    .openapi({
+      param: {
+        name: 'Prefer',
+        in: 'header',
+        description:
+          '`wait=N` (RFC 7240) holds the response up to N seconds (1..60; larger values count as 60) ' +
+          'until the generation has finished: then the answer is 200 with the finished generation, ' +
+          'otherwise 202 as without the header. `Preference-Applied` confirms the wait.',
+      },
+      example: 'wait=30',
+    }),
+});
+
+const STATUS_LIST = new RegExp(`^(${GENERATION_STATUSES.join('|')})(,(${GENERATION_STATUSES.join('|')}))*$`);
+
+export const ListGenerationsQuery = z.object({
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(100)
+    .default(20)
+    .openapi({
+      param: { name: 'limit', in: 'query', description: 'Page size: 1..100.' },
+      example: 20,
+    }),
+  cursor: z
+    .string()
+    .optional()
+    .openapi({
+      param: {
+        name: 'cursor',
+        in: 'query',
+        description:
+          'Opaque: the `next_cursor` of the previous page. Pages do not shift when generations are created meanwhile.',
+      },
+      example:
+        'WyIyMDI2LTExLTI4VDEwOjE1OjMwLjEyMzQ1NloiLCIwYjZmOGYyZS01YzFlLTRkM2EtOWE1Ny0zZjFmMmQ4YzllMTAiXQ',
+    }),
+  status: z
+    .string()
+    .regex(STATUS_LIST, {
+      error: `must be one or more of ${GENERATION_STATUSES.join(', ')}, separated by commas`,
+    })
+    .optional()
+    .openapi({
+      param: {
+        name: 'status',
+        in: 'query',
+        description: 'Only these statuses: one, or several separated by commas.',
+      },
+      example: 'queued,running',
+    }),
+  created_after: z.iso
+    .datetime({ offset: true, error: 'must be an ISO 8601 date-time with a time zone' })
+    .optional()
+    .openapi({
+      param: {
+        name: 'created_after',
+        in: 'query',
+        description: 'Only generations created after this instant.',
+      },
+      example: '2026-11-28T00:00:00Z',
+    }),
+  created_before: z.iso
+    .datetime({ offset: true, error: 'must be an ISO 8601 date-time with a time zone' })
+    .optional()
+    .openapi({
+      param: {
+        name: 'created_before',
+        in: 'query',
+        description: 'Only generations created before this instant.',
+      },
+      example: '2026-11-29T00:00:00Z',
+    }),
+});
+
+export const GenerationList = z
+  .object({
+    object: z.literal('list'),
+    data: z.array(Generation).openapi({ description: 'Newest first.' }),
+    next_cursor: z.string().nullable().openapi({
+      description: 'Pass as `cursor` to get the next page; null on the last page.',
+      example:
+        'WyIyMDI2LTExLTI4VDEwOjE1OjMwLjEyMzQ1NloiLCIwYjZmOGYyZS01YzFlLTRkM2EtOWE1Ny0zZjFmMmQ4YzllMTAiXQ',
+    }),
+    has_more: z.boolean().openapi({ description: 'True when another page follows.', example: true }),
+  })
+  .openapi('GenerationList');
+
+export type GenerationListResource = z.infer<typeof GenerationList>;
+
+export const GenerationImageParams = GenerationIdParams.extend({
+  index: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .openapi({
+      param: { name: 'index', in: 'path', description: "The output's `index`." },
+      example: 0,
+    }),
+});

@@ -44,6 +44,7 @@ test('GET /openapi.json is an OpenAPI 3.1 document with the paths and bearer sec
     '/readyz',
     '/v1/generations',
     '/v1/generations/{id}',
+    '/v1/generations/{id}/images/{index}',
   ]);
   assert.deepEqual(doc.components.securitySchemes.bearerAuth, {
     type: 'http',
@@ -52,17 +53,54 @@ test('GET /openapi.json is an OpenAPI 3.1 document with the paths and bearer sec
   });
   const create = doc.paths['/v1/generations']?.post;
   assert.deepEqual(Object.keys(create?.responses ?? {}).sort(), [
+    '200',
     '202',
     '400',
     '401',
     '413',
     '415',
     '422',
+    '429',
     '500',
     '503',
   ]);
   assert.deepEqual(create?.security, [{ bearerAuth: [] }]);
-  for (const name of ['CreateGenerationRequest', 'Generation', 'Problem'])
+  const headerParams = (create as { parameters?: Array<{ name: string; in: string }> } | undefined)
+    ?.parameters;
+  assert.deepEqual(
+    headerParams?.map((p) => `${p.in}:${p.name}`),
+    ['header:Idempotency-Key', 'header:Prefer'],
+  );
+  assert.deepEqual(Object.keys(doc.paths['/v1/generations']?.get?.responses ?? {}).sort(), [
+    '200',
+    '401',
+    '422',
+    '500',
+    '503',
+  ]);
+  assert.deepEqual(
+    Object.keys(doc.paths['/v1/generations/{id}/images/{index}']?.get?.responses ?? {}).sort(),
+    ['302', '401', '404', '500', '503'],
+  );
+  // Every documented /v1 body comes with an example (on the media type, in named examples, or on its schema).
+  for (const [path, operations] of Object.entries(doc.paths).filter(([p]) => p.startsWith('/v1/'))) {
+    for (const [method, operation] of Object.entries(operations)) {
+      for (const [status, response] of Object.entries(operation.responses)) {
+        const content = (response as { content?: Record<string, Record<string, unknown>> }).content ?? {};
+        for (const [type, media] of Object.entries(content)) {
+          const ref = (media.schema as { $ref?: string } | undefined)?.$ref?.split('/').at(-1);
+          const schemaExample = ref
+            ? (doc.components.schemas[ref] as { example?: unknown }).example
+            : undefined;
+          assert.ok(
+            media.example ?? media.examples ?? schemaExample,
+            `${method.toUpperCase()} ${path} ${status} ${type} has an example`,
+          );
+        }
+      }
+    }
+  }
+  for (const name of ['CreateGenerationRequest', 'Generation', 'GenerationList', 'Problem'])
     assert.ok(doc.components.schemas[name], name);
 });
 

@@ -6,6 +6,7 @@ import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createApiKey } from '../db/api-keys.repository.ts';
+import { markFailed, markRunning } from '../db/generations.repository.ts';
 import { createS3ObjectStore } from '../db/object-store.ts';
 import { createTestDatabase, type TestDatabase } from '../test/harness/database.ts';
 import { type S3ServerProcess, startS3ServerProcess } from '../test/harness/s3-server.ts';
@@ -141,6 +142,28 @@ test("boots, logs 'api listening' with its URL, serves, and exits 0 on SIGTERM",
   assert.equal(await api.exited, 0);
   assert.ok(api.lines.some((l) => l.msg === 'api stopped'));
   assert.ok(api.lines.some((l) => l.msg === 'request' && l.path === '/v1/generations' && l.status === 202));
+});
+
+test('the process listens for status changes: Prefer: wait answers 200 once the generation has finished', async () => {
+  const api = start(env());
+  const url = (await waitForLine(api, 'api listening')).url as string;
+  const { key } = await createApiKey(t.db, { name: 'main wait' });
+  const pending = fetch(`${url}/v1/generations`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json', Prefer: 'wait=30' },
+    body: JSON.stringify({ prompt: 'held open' }),
+  });
+  const waiting = await waitForLine(api, 'waiting for generation');
+  const id = waiting.generation_id as string;
+  assert.ok(await markRunning(t.db, id));
+  assert.ok(await markFailed(t.db, id, { code: 'model_missing', message: 'no unet' }));
+  const res = await pending;
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('preference-applied'), 'wait=30');
+  assert.equal(((await res.json()) as { status: string }).status, 'failed');
+
+  api.child.kill('SIGTERM');
+  assert.equal(await api.exited, 0);
 });
 
 test('a bad configuration value stops the process with exit 1 and names the variable', async () => {

@@ -8,6 +8,7 @@ import { createS3ObjectStore, type ObjectStore } from '../db/object-store.ts';
 import { createBoss, ensureGenerationQueue } from '../db/queue.ts';
 import { createApp } from './app.ts';
 import { type ApiConfig, internalS3Settings, loadApiConfig, publicS3Settings } from './config.ts';
+import { createStatusListener } from './status-listener.ts';
 
 let config: ApiConfig;
 try {
@@ -46,6 +47,8 @@ function objectStoreFor(cfg: ApiConfig): ObjectStore {
 const db = createDb(config.DATABASE_URL, { applicationName: 'easel-api', connectionTimeoutMillis: 3_000 });
 const boss = createBoss(config.DATABASE_URL, { supervise: false, applicationName: 'easel-api' });
 const store = objectStoreFor(config);
+// Not fatal when it cannot connect: it keeps retrying, and `Prefer: wait` just times out meanwhile.
+const statusListener = createStatusListener({ connectionString: config.DATABASE_URL, logger });
 
 try {
   const { applied } = await migrateToLatest(db);
@@ -53,13 +56,15 @@ try {
   boss.on('error', (error) => logger.error({ err: error }, 'pg-boss error'));
   await boss.start();
   await ensureGenerationQueue(boss);
+  await statusListener.start();
 } catch (error) {
   logger.fatal({ err: error }, 'api failed to start');
+  await statusListener.close();
   await db.destroy().catch(() => {});
   process.exit(1);
 }
 
-const app = createApp({ db, boss, store, config, logger });
+const app = createApp({ db, boss, store, config, logger, statusListener });
 
 const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, (info) => {
   const host = config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST;
@@ -84,6 +89,8 @@ async function shutdown(signal: string) {
     setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS).unref();
   }
   try {
+    // Requests held by `Prefer: wait` answer now with what they have (202) instead of at their timeout.
+    await statusListener.close();
     await closed;
     await boss.stop({ graceful: true });
     await db.destroy();

@@ -1,7 +1,25 @@
 import { type Kysely, sql } from 'kysely';
-import type { Database, Generation, NewGeneration, StageTimingsRecord, StoredOutput } from './types.ts';
+import type {
+  Database,
+  Generation,
+  GenerationStatus,
+  NewGeneration,
+  StageTimingsRecord,
+  StoredOutput,
+} from './types.ts';
 
 type Executor = Kysely<Database>;
+
+/** API processes LISTEN here to answer `Prefer: wait` requests; the payload is the generation id. */
+export const GENERATION_STATUS_CHANNEL = 'easel_generation_status';
+
+/**
+ * Tells listening API processes that a generation reached a terminal status. Inside a
+ * transaction Postgres delivers it on commit, so a listener never sees a status it cannot read.
+ */
+export async function notifyStatusChange(db: Executor, id: string): Promise<void> {
+  await sql`select pg_notify(${GENERATION_STATUS_CHANNEL}, ${id})`.execute(db);
+}
 
 export async function insertGeneration(db: Executor, row: NewGeneration): Promise<Generation> {
   return db.insertInto('generations').values(row).returningAll().executeTakeFirstOrThrow();
@@ -61,7 +79,23 @@ export async function markRunning(db: Executor, id: string): Promise<Generation 
     .executeTakeFirst();
 }
 
+/** Shown to clients while the generation still runs. */
+export async function recordTranslation(
+  db: Executor,
+  id: string,
+  promptEn: string,
+  negativePromptEn: string,
+) {
+  await db
+    .updateTable('generations')
+    .set({ prompt_en: promptEn, negative_prompt_en: negativePromptEn, updated_at: sql`now()` })
+    .where('id', '=', id)
+    .execute();
+}
+
 export interface SuccessRecord {
+  promptEn: string;
+  negativePromptEn: string;
   outputs: StoredOutput[];
   timings: StageTimingsRecord;
   scheduler: string;
@@ -69,10 +103,12 @@ export interface SuccessRecord {
 }
 
 export async function markSucceeded(db: Executor, id: string, result: SuccessRecord) {
-  return db
+  const row = await db
     .updateTable('generations')
     .set({
       status: 'succeeded',
+      prompt_en: result.promptEn,
+      negative_prompt_en: result.negativePromptEn,
       outputs: JSON.stringify(result.outputs),
       timings: JSON.stringify(result.timings),
       scheduler: result.scheduler,
@@ -84,10 +120,12 @@ export async function markSucceeded(db: Executor, id: string, result: SuccessRec
     .where('status', '=', 'running')
     .returningAll()
     .executeTakeFirst();
+  if (row) await notifyStatusChange(db, id);
+  return row;
 }
 
 export async function markFailed(db: Executor, id: string, error: { code: string; message: string }) {
-  return db
+  const row = await db
     .updateTable('generations')
     .set({
       status: 'failed',
@@ -100,6 +138,8 @@ export async function markFailed(db: Executor, id: string, error: { code: string
     .where('status', 'in', ['queued', 'running'])
     .returningAll()
     .executeTakeFirst();
+  if (row) await notifyStatusChange(db, id);
+  return row;
 }
 
 /** Puts a running generation back to queued (graceful shutdown handed the job back to the queue). */
@@ -110,4 +150,94 @@ export async function markRequeued(db: Executor, id: string) {
     .where('id', '=', id)
     .where('status', '=', 'running')
     .executeTakeFirst();
+}
+
+/** A position in the newest-first listing: rows after it are strictly older in (created_at, id). */
+export interface ListPosition {
+  /** created_at in UTC with microseconds, exactly as stored (a JS Date would drop them). */
+  createdAt: string;
+  id: string;
+}
+
+export interface ListGenerationsQuery {
+  apiKeyId: string;
+  limit: number;
+  statuses?: readonly GenerationStatus[];
+  /** Exclusive bounds on created_at (ISO 8601). */
+  createdAfter?: string;
+  createdBefore?: string;
+  after?: ListPosition;
+}
+
+export type ListedGeneration = Generation & { position: ListPosition; queue_position: number | null };
+
+/**
+ * One owner's generations, newest first, by keyset over (created_at, id): a page never shifts
+ * when rows are inserted meanwhile, because new rows sort before any cursor already handed out.
+ * Fetches one row more than `limit` so the caller knows whether another page exists.
+ */
+export async function listGenerations(
+  db: Executor,
+  query: ListGenerationsQuery,
+): Promise<{ rows: ListedGeneration[]; hasMore: boolean }> {
+  let q = db
+    .selectFrom('generations as g')
+    .selectAll('g')
+    .select([
+      sql<string>`to_char(g.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as(
+        'position_at',
+      ),
+      sql<number | null>`case when g.status = 'queued' then (
+        select count(*)::int from generations q
+        where q.status = 'queued' and (q.created_at, q.id) < (g.created_at, g.id)) end`.as('queue_position'),
+    ])
+    .where('g.api_key_id', '=', query.apiKeyId);
+  if (query.statuses && query.statuses.length > 0) q = q.where('g.status', 'in', [...query.statuses]);
+  if (query.createdAfter) q = q.where('g.created_at', '>', sql<Date>`${query.createdAfter}::timestamptz`);
+  if (query.createdBefore) q = q.where('g.created_at', '<', sql<Date>`${query.createdBefore}::timestamptz`);
+  if (query.after) {
+    const { createdAt, id } = query.after;
+    q = q.where(sql<boolean>`(g.created_at, g.id) < (${createdAt}::timestamptz, ${id}::uuid)`);
+  }
+  const found = await q
+    .orderBy('g.created_at', 'desc')
+    .orderBy('g.id', 'desc')
+    .limit(query.limit + 1)
+    .execute();
+  const rows = found.slice(0, query.limit).map(({ position_at, ...row }) => ({
+    ...row,
+    position: { createdAt: position_at, id: row.id },
+  }));
+  return { rows, hasMore: found.length > query.limit };
+}
+
+/**
+ * Counts a key's queued+running generations, stopping at `cap`: enough to compare with the
+ * cap, and bounded work however long the queue is.
+ */
+export async function countInFlight(db: Executor, apiKeyId: string, cap: number): Promise<number> {
+  const row = await db
+    .selectFrom((eb) =>
+      eb
+        .selectFrom('generations')
+        .select('id')
+        .where('api_key_id', '=', apiKeyId)
+        .where('status', 'in', ['queued', 'running'])
+        .limit(cap)
+        .as('in_flight'),
+    )
+    .select(sql<number>`count(*)::int`.as('n'))
+    .executeTakeFirstOrThrow();
+  return row.n;
+}
+
+/** Queued generations across all keys, counted up to `cap`. */
+export async function countQueued(db: Executor, cap: number): Promise<number> {
+  const row = await db
+    .selectFrom((eb) =>
+      eb.selectFrom('generations').select('id').where('status', '=', 'queued').limit(cap).as('queued'),
+    )
+    .select(sql<number>`count(*)::int`.as('n'))
+    .executeTakeFirstOrThrow();
+  return row.n;
 }

@@ -21,6 +21,7 @@ export interface StoredOutput {
 }
 
 export interface StageTimingsRecord {
+  translate_ms?: number;
   encode_ms?: number;
   denoise_ms?: number;
   decode_ms?: number;
@@ -37,6 +38,8 @@ export interface ApiKeysTable {
   key_hash: string;
   created_at: DefaultTimestamp;
   revoked_at: Timestamp | null;
+  /** Cap on this key's queued+running generations; null means the server default (MAX_IN_FLIGHT_PER_KEY). */
+  max_in_flight: number | null;
 }
 
 export interface GenerationsTable {
@@ -52,7 +55,15 @@ export interface GenerationsTable {
   num_images: number;
   /** The seed actually used (chosen by the API when the request has none). */
   seed: number;
+  /** What actually ran (e.g. dpmpp_2m_karras); null until the worker has run it. */
   scheduler: string | null;
+  /** The client's choice; null means the model's own scheduler_config.json decides. */
+  requested_scheduler: string | null;
+  /** Karras sigma spacing requested; null means the model's config decides. */
+  requested_karras: boolean | null;
+  /** The prompts the text encoder saw: the English translation of a Russian prompt, else the prompt. */
+  prompt_en: string | null;
+  negative_prompt_en: string | null;
   outputs: ColumnType<StoredOutput[], string | undefined, string>;
   timings: ColumnType<StageTimingsRecord, string | undefined, string>;
   prompt_truncated: Generated<boolean>;
@@ -65,12 +76,24 @@ export interface GenerationsTable {
   updated_at: DefaultTimestamp;
 }
 
+/** One Idempotency-Key per API key; reusable once older than 24 h (the entry is then re-pointed). */
+export interface IdempotencyKeysTable {
+  api_key_id: string;
+  key: string;
+  /** SHA-256 of the canonical validated request body. */
+  request_hash: string;
+  generation_id: string;
+  created_at: DefaultTimestamp;
+}
+
 export interface Database {
   api_keys: ApiKeysTable;
   generations: GenerationsTable;
+  idempotency_keys: IdempotencyKeysTable;
 }
 
 export type ApiKey = Selectable<ApiKeysTable>;
 export type Generation = Selectable<GenerationsTable>;
 export type NewGeneration = Insertable<GenerationsTable>;
 export type GenerationUpdate = Updateable<GenerationsTable>;
+export type IdempotencyKey = Selectable<IdempotencyKeysTable>;

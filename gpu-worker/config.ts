@@ -10,6 +10,9 @@ const schema = z.object({
   MODEL_DIR: z.string().min(1).optional(),
   EASEL_DATA_DIR: z.string().min(1).default('.easel'),
   EXECUTION_PROVIDER: z.enum(['cpu', 'cuda']).default('cpu'),
+  /** A Marian ru→en export (transformers.js layout); unset: the demo translator with the demo model. */
+  TRANSLATOR_DIR: z.string().min(1).optional(),
+  TRANSLATION_MODE: z.enum(['auto', 'always', 'off']).default('auto'),
   WORKER_ID: z.string().min(1).default(`${hostname()}-${process.pid}`),
   JOB_TIMEOUT_SECONDS: envInt(1, 86_400).default(600),
   JOB_RETRY_LIMIT: envInt(0, 20).default(3),
@@ -32,6 +35,9 @@ export interface WorkerConfig {
   env: Readonly<WorkerEnv>;
   modelDir: string | undefined;
   demoModelDir: string;
+  /** Where the translator comes from; undefined when translation is off or unavailable. */
+  translatorDir: string | undefined;
+  demoTranslatorDir: string;
   queuePolicy: QueuePolicy;
 }
 
@@ -41,6 +47,8 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     env: parsed,
     modelDir: parsed.MODEL_DIR ? resolve(parsed.MODEL_DIR) : undefined,
     demoModelDir: resolve(parsed.EASEL_DATA_DIR, 'models', 'demo'),
+    translatorDir: translatorDirFor(parsed),
+    demoTranslatorDir: resolve(parsed.EASEL_DATA_DIR, 'models', 'demo-translator'),
     queuePolicy: Object.freeze({
       expireInSeconds: parsed.JOB_TIMEOUT_SECONDS,
       retryLimit: parsed.JOB_RETRY_LIMIT,
@@ -49,4 +57,15 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
       heartbeatSeconds: parsed.HEARTBEAT_SECONDS,
     }),
   });
+}
+
+/**
+ * The demo translator only pairs with the demo model: next to real weights its (random) output
+ * would silently replace real prompts, so a real model without TRANSLATOR_DIR runs untranslated.
+ */
+function translatorDirFor(env: WorkerEnv): string | undefined {
+  if (env.TRANSLATION_MODE === 'off') return undefined;
+  if (env.TRANSLATOR_DIR) return resolve(env.TRANSLATOR_DIR);
+  if (!env.MODEL_DIR) return resolve(env.EASEL_DATA_DIR, 'models', 'demo-translator');
+  return undefined;
 }

@@ -3,13 +3,20 @@
 import type { JobWithMetadata } from 'pg-boss';
 import type { Logger } from 'pino';
 import type { Db } from '../db/connect.ts';
-import { markFailed, markRequeued, markRunning, markSucceeded } from '../db/generations.repository.ts';
+import {
+  markFailed,
+  markRequeued,
+  markRunning,
+  markSucceeded,
+  recordTranslation,
+} from '../db/generations.repository.ts';
 import { type ObjectStore, outputKey } from '../db/object-store.ts';
 import { generationJob } from '../db/queue.ts';
 import type { StoredOutput } from '../db/types.ts';
 import { classifyFailure, JobTimeoutAbort, ShutdownAbort } from './failure.ts';
 import { encodeJpeg } from './jpeg.ts';
-import type { TextToImage } from './models/text-to-image.ts';
+import type { SchedulerChoice, TextToImage } from './models/text-to-image.ts';
+import { type TranslationMode, type Translator, translatePrompt } from './models/translator.ts';
 
 export type JobOutcome = 'succeeded' | 'failed' | 'skipped' | 'retry';
 
@@ -17,6 +24,8 @@ export interface HandlerDeps {
   db: Db;
   store: ObjectStore;
   model: TextToImage;
+  translator: Translator | undefined;
+  translationMode: TranslationMode;
   logger: Logger;
   /** Fires when a shutdown's grace period runs out: the job goes back to the queue. */
   shutdownSignal: AbortSignal;
@@ -51,15 +60,26 @@ export function createGenerationHandler(deps: HandlerDeps) {
     );
     const signal = AbortSignal.any([job.signal, shutdownSignal]);
     try {
+      // Russian prompts become English before tokenization (CLIP's vocabulary is English).
+      const [prompt, negative] = await Promise.all([
+        translatePrompt(deps.translator, generation.prompt, deps.translationMode),
+        translatePrompt(deps.translator, generation.negative_prompt, deps.translationMode),
+      ]);
+      if (prompt.translated || negative.translated) {
+        await recordTranslation(db, id, prompt.promptEn, negative.promptEn);
+      }
+      signal.throwIfAborted();
       const result = await model.generate({
-        prompt: generation.prompt,
-        negativePrompt: generation.negative_prompt,
+        prompt: prompt.promptEn,
+        negativePrompt: negative.promptEn,
         width: generation.width,
         height: generation.height,
         steps: generation.steps,
         guidanceScale: generation.guidance_scale,
         seed: generation.seed,
         numImages: generation.num_images,
+        scheduler: (generation.requested_scheduler as SchedulerChoice | null) ?? undefined,
+        karras: generation.requested_karras ?? undefined,
         signal,
       });
 
@@ -87,6 +107,7 @@ export function createGenerationHandler(deps: HandlerDeps) {
       const uploadMs = performance.now() - uploadStart;
 
       const timings = {
+        translate_ms: round(prompt.ms + negative.ms),
         encode_ms: round(result.timings.encodeMs),
         denoise_ms: round(result.timings.denoiseMs),
         decode_ms: round(result.timings.decodeMs),
@@ -94,6 +115,8 @@ export function createGenerationHandler(deps: HandlerDeps) {
         upload_ms: round(uploadMs),
       };
       const recorded = await markSucceeded(db, id, {
+        promptEn: prompt.promptEn,
+        negativePromptEn: negative.promptEn,
         outputs,
         timings,
         scheduler: result.scheduler,

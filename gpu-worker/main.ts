@@ -10,9 +10,8 @@ import { createBoss, ensureGenerationQueue } from '../db/queue.ts';
 import { loadWorkerConfig, type WorkerConfig } from './config.ts';
 import { createGenerationHandler } from './generation.handler.ts';
 import { serverUrl, startHealthServer } from './health-server.ts';
-import { ensureDemoModel } from './models/demo-model.ts';
-import { loadTextToImage } from './models/load-model.ts';
 import { startQueueLoop } from './queue-loop.ts';
+import { loadWarmModels, type WarmModels } from './warm-models.ts';
 
 let config: WorkerConfig;
 try {
@@ -27,41 +26,13 @@ try {
 const { env } = config;
 const logger = pino({ level: env.LOG_LEVEL, base: { service: 'easel-worker', worker_id: env.WORKER_ID } });
 
-async function loadModel() {
-  const dir = config.modelDir ?? (await ensureDemoModel(config.demoModelDir));
-  const started = performance.now();
-  const model = await loadTextToImage(dir, { provider: env.EXECUTION_PROVIDER });
-  const loadMs = Math.round(performance.now() - started);
-  let warmupMs = 0;
-  if (env.WARMUP) {
-    // The first run pays for ORT's allocations and kernel selection; pay it before taking jobs.
-    const warm = performance.now();
-    await model.generate({
-      prompt: 'warm-up',
-      negativePrompt: '',
-      width: env.WARMUP_SIZE,
-      height: env.WARMUP_SIZE,
-      steps: 2,
-      guidanceScale: 7.5,
-      seed: 0,
-      numImages: 1,
-    });
-    warmupMs = Math.round(performance.now() - warm);
-  }
-  logger.info(
-    { model: model.info, load_ms: loadMs, warmup_ms: warmupMs, demo: !config.modelDir },
-    'models loaded',
-  );
-  return model;
-}
-
 const db = createDb(env.DATABASE_URL, { max: 4, applicationName: 'easel-worker' });
 const store = createS3ObjectStore(s3SettingsFrom(env));
 const boss = createBoss(env.DATABASE_URL, { applicationName: 'easel-worker', supervise: true });
 boss.on('error', (error) => logger.error({ err: error }, 'pg-boss error'));
 
 const shutdown = new AbortController();
-let model: Awaited<ReturnType<typeof loadModel>> | undefined;
+let models: WarmModels | undefined;
 let activeGeneration: string | undefined;
 let ready = false;
 
@@ -85,7 +56,8 @@ const health =
               database,
               worker_id: env.WORKER_ID,
               provider: env.EXECUTION_PROVIDER,
-              model: model?.info,
+              model: models?.model.info,
+              translator: models?.translator?.info ?? null,
               current_generation: activeGeneration ?? null,
             };
           },
@@ -96,8 +68,8 @@ const health =
 if (health) logger.info({ url: serverUrl(health, env.HEALTH_HOST) }, 'worker health listening');
 
 try {
-  [model] = await Promise.all([
-    loadModel(),
+  [models] = await Promise.all([
+    loadWarmModels(config, logger),
     (async () => {
       await migrateToLatest(db);
       await store.ensureBucket();
@@ -116,7 +88,9 @@ try {
 const handle = createGenerationHandler({
   db,
   store,
-  model,
+  model: models.model,
+  translator: models.translator,
+  translationMode: env.TRANSLATION_MODE,
   logger,
   shutdownSignal: shutdown.signal,
   onActive: (id) => {
@@ -125,7 +99,7 @@ const handle = createGenerationHandler({
 });
 const loop = await startQueueLoop(boss, handle);
 ready = true;
-logger.info({ model: model.info, queue_worker_id: loop.workerId }, 'worker ready');
+logger.info({ model: models.model.info, queue_worker_id: loop.workerId }, 'worker ready');
 
 let stopping = false;
 async function stop(signal: string) {
@@ -144,7 +118,7 @@ async function stop(signal: string) {
     clearTimeout(timer);
   }
   await boss.stop({ graceful: true, timeout: 5_000 });
-  await model?.release();
+  await models?.release();
   await db.destroy();
   store.close();
   health?.close();

@@ -98,6 +98,49 @@ test('submit over HTTP, complete on the worker, download a JPEG of the requested
   assert.notEqual(done.outputs[0]?.sha256, done.outputs[1]?.sha256, 'two images of a batch should differ');
 });
 
+test('a Russian prompt is translated before tokenization; the resource reports both prompts', async () => {
+  const accepted = await create({ prompt: 'красный кот на крыше', width: 64, height: 64, steps: 2 });
+  await finished(accepted.id);
+  const done = (await get(accepted.id)) as GenerationBody & { prompt: string; prompt_en: string | null };
+  assert.equal(done.prompt, 'красный кот на крыше');
+  assert.ok(done.prompt_en && done.prompt_en.length > 0, 'prompt_en is reported');
+  assert.doesNotMatch(done.prompt_en, /[\u0400-\u04FF]/, 'the encoder saw no Cyrillic');
+
+  const latin = await create({ prompt: 'a red cat on a roof', width: 64, height: 64, steps: 2 });
+  await finished(latin.id);
+  const passed = (await get(latin.id)) as GenerationBody & { prompt_en: string | null };
+  assert.equal(passed.prompt_en, 'a red cat on a roof', 'English prompts pass through untouched');
+});
+
+test('the request may name a sampler; the resource reports what ran', async () => {
+  const accepted = await create({
+    prompt: 'a fox',
+    width: 64,
+    height: 64,
+    steps: 4,
+    scheduler: 'dpmpp_2m',
+    karras: true,
+  });
+  await finished(accepted.id);
+  const done = (await get(accepted.id)) as GenerationBody & {
+    scheduler: string;
+    requested_scheduler: string;
+  };
+  assert.equal(done.requested_scheduler, 'dpmpp_2m');
+  assert.equal(done.scheduler, 'dpmpp_2m_karras');
+
+  const refused = await stack.request('/v1/generations', {
+    method: 'POST',
+    body: JSON.stringify({ prompt: 'a fox', scheduler: 'ddim', karras: true }),
+  });
+  assert.equal(refused.status, 422);
+  const problem = (await refused.json()) as { errors: { field: string }[] };
+  assert.deepEqual(
+    problem.errors.map((e) => e.field),
+    ['karras'],
+  );
+});
+
 test('20 generations on one worker all succeed, in submission order', async (t) => {
   const ids: string[] = [];
   for (let i = 0; i < 20; i++) {

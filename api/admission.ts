@@ -1,0 +1,32 @@
+// Backpressure on create: a per-key cap on queued+running generations (429) and a global cap
+// on the queue (503), both answered with Retry-After.
+import type { Db } from '../db/connect.ts';
+import { countInFlight, countQueued } from '../db/generations.repository.ts';
+import type { ApiKey } from '../db/types.ts';
+import type { ApiConfig } from './config.ts';
+import { apiError, IN_FLIGHT_RETRY_AFTER_SECONDS, QUEUE_FULL_RETRY_AFTER_SECONDS } from './errors.ts';
+
+export type AdmissionConfig = Pick<ApiConfig, 'MAX_IN_FLIGHT_PER_KEY' | 'MAX_QUEUED'>;
+
+/**
+ * Throws too_many_in_flight or queue_full when the new generation would exceed a cap. Runs
+ * inside the create transaction, but at READ COMMITTED concurrent creates do not see each
+ * other's uncommitted rows, so under a burst a cap can be overshot by up to the number of
+ * creates racing at that instant. That is accepted: the caps are backpressure, not quotas, and
+ * serialising every create (a lock per key plus one global) would cost far more than it saves.
+ */
+export async function admitGeneration(trx: Db, apiKey: ApiKey, config: AdmissionConfig): Promise<void> {
+  const cap = apiKey.max_in_flight ?? config.MAX_IN_FLIGHT_PER_KEY;
+  if ((await countInFlight(trx, apiKey.id, cap)) >= cap) {
+    throw apiError(
+      'too_many_in_flight',
+      `This API key already has ${cap} generations queued or running, its limit; retry when one has finished.`,
+      { headers: { 'Retry-After': String(IN_FLIGHT_RETRY_AFTER_SECONDS) } },
+    );
+  }
+  if ((await countQueued(trx, config.MAX_QUEUED)) >= config.MAX_QUEUED) {
+    throw apiError('queue_full', 'The generation queue is full; retry later.', {
+      headers: { 'Retry-After': String(QUEUE_FULL_RETRY_AFTER_SECONDS) },
+    });
+  }
+}

@@ -1,0 +1,135 @@
+// Model-loop benchmark (npm run bench): the ratios the model layer promises, measured in one run
+// on this machine with the demo pipeline through real ONNX Runtime sessions.
+//   - JS overhead per UNet call relative to the UNet's own time (goal ≤ 2 %)
+//   - first job after the warm-up vs a steady job (goal ≤ 1.05)
+//   - reloading the models for a job vs running it warm (why the worker keeps them loaded)
+// Two UNet sizes: the tiny test UNet (overhead dominates, a worst case) and one sized so a
+// 25-step 512² job takes a few hundred ms on CPU, nearer a real UNet's per-step cost.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { writeDemoModel } from '../../gpu-worker/models/demo-model.ts';
+import { loadTextToImage } from '../../gpu-worker/models/load-model.ts';
+import type { GenerateRequest, TextToImage } from '../../gpu-worker/models/text-to-image.ts';
+
+const STEADY_RUNS = Number(process.env.BENCH_RUNS ?? 8);
+const RELOAD_RUNS = 3;
+
+const job: GenerateRequest = {
+  prompt: 'a lighthouse at dusk, oil painting',
+  negativePrompt: 'blurry',
+  width: 512,
+  height: 512,
+  steps: 25,
+  guidanceScale: 7.5,
+  seed: 42,
+  numImages: 1,
+};
+const warmup: GenerateRequest = { ...job, prompt: 'warm-up', steps: 2, seed: 0 };
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+};
+
+async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  const start = performance.now();
+  const value = await fn();
+  return [value, performance.now() - start];
+}
+
+interface Row {
+  unet: string;
+  unet_ms_per_call: number;
+  js_overhead_per_call_ms: number;
+  js_overhead_ratio: number;
+  first_job_ms: number;
+  steady_job_ms: number;
+  first_vs_steady: number;
+  reload_job_ms: number;
+  reload_vs_warm: number;
+}
+
+async function measure(label: string, dir: string): Promise<Row> {
+  const load = () => loadTextToImage(dir, { provider: 'cpu' });
+  // As the worker boots: load, one warm-up generation, then jobs.
+  const model: TextToImage = await load();
+  await model.generate(warmup);
+  const [, firstMs] = await timed(() => model.generate(job));
+  const steady: number[] = [];
+  const overheads: number[] = [];
+  const unetPerCall: number[] = [];
+  for (let i = 0; i < STEADY_RUNS; i++) {
+    const [result, ms] = await timed(() => model.generate({ ...job, seed: 100 + i }));
+    steady.push(ms);
+    const { denoiseMs, unetMs, unetCalls } = result.timings;
+    overheads.push((denoiseMs - unetMs) / unetCalls);
+    unetPerCall.push(unetMs / unetCalls);
+  }
+  await model.release();
+
+  // What a design without a warm worker pays per job: load the sessions, run, release.
+  const reloads: number[] = [];
+  for (let i = 0; i < RELOAD_RUNS; i++) {
+    const [, ms] = await timed(async () => {
+      const fresh = await load();
+      await fresh.generate(job);
+      await fresh.release();
+    });
+    reloads.push(ms);
+  }
+  const steadyMs = median(steady);
+  const overheadMs = median(overheads);
+  const unetMs = median(unetPerCall);
+  return {
+    unet: label,
+    unet_ms_per_call: round(unetMs, 3),
+    js_overhead_per_call_ms: round(overheadMs, 4),
+    js_overhead_ratio: round(overheadMs / unetMs, 4),
+    first_job_ms: round(firstMs, 1),
+    steady_job_ms: round(steadyMs, 1),
+    first_vs_steady: round(firstMs / steadyMs, 3),
+    reload_job_ms: round(median(reloads), 1),
+    reload_vs_warm: round(median(reloads) / steadyMs, 2),
+  };
+}
+
+function round(value: number, digits: number) {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+const work = await mkdtemp(join(tmpdir(), 'easel-bench-'));
+try {
+  const tinyDir = join(work, 'tiny');
+  const sizedDir = join(work, 'sized');
+  await writeDemoModel(tinyDir);
+  await writeDemoModel(sizedDir, { unetBlocks: 4, unetWidth: 32 });
+  const rows = [
+    await measure('tiny test UNet', tinyDir),
+    await measure('sized UNet (4×32ch blocks)', sizedDir),
+  ];
+
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, onnxruntime-node CPU`;
+  const goal = (ok: boolean) => (ok ? 'met' : 'NOT met');
+  console.log(`\nModel loop, 512×512, 25 steps, CFG 7.5, 1 image — ${machine}\n`);
+  console.log(
+    '| UNet | UNet ms/call | JS overhead ms/call | overhead ratio (goal ≤ 0.02) | first job / steady (goal ≤ 1.05) | reload per job / warm |',
+  );
+  console.log('| --- | --- | --- | --- | --- | --- |');
+  for (const r of rows) {
+    console.log(
+      `| ${r.unet} | ${r.unet_ms_per_call} | ${r.js_overhead_per_call_ms} | ${r.js_overhead_ratio} (${goal(r.js_overhead_ratio <= 0.02)}) | ${r.first_job_ms} / ${r.steady_job_ms} ms = ${r.first_vs_steady} (${goal(r.first_vs_steady <= 1.05)}) | ${r.reload_job_ms} / ${r.steady_job_ms} ms = ${r.reload_vs_warm}× |`,
+    );
+  }
+  const out = join('.easel', 'bench');
+  await mkdir(out, { recursive: true });
+  await writeFile(
+    join(out, 'model-loop.json'),
+    `${JSON.stringify({ machine, date: new Date().toISOString(), rows }, null, 2)}\n`,
+  );
+  console.log(`\nwritten: ${join(out, 'model-loop.json')}`);
+} finally {
+  await rm(work, { recursive: true, force: true });
+}
