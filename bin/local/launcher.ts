@@ -80,14 +80,20 @@ export async function runLocal(): Promise<void> {
         env,
         readyMsg: 'api listening',
         onLine: forward('[api]'),
-      }).then((s) => (services.push(s), s)),
+      }).then((s) => {
+        services.push(s);
+        return s;
+      }),
       startService({
         name: 'worker',
         script: 'gpu-worker/main.ts',
         env,
         readyMsg: 'worker ready',
         onLine: forward('[worker]'),
-      }).then((s) => (services.push(s), s)),
+      }).then((s) => {
+        services.push(s);
+        return s;
+      }),
     ]);
     for (const service of services) {
       service.child.on('exit', (code) => {

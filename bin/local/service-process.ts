@@ -63,8 +63,10 @@ export async function startService(options: ServiceOptions): Promise<ServiceProc
       }
     }
   };
-  createInterface({ input: child.stdout! }).on('line', onLine);
-  createInterface({ input: child.stderr! }).on('line', onLine);
+  const { stdout, stderr } = child;
+  if (!stdout || !stderr) throw new Error(`${options.name}: no output pipes`);
+  createInterface({ input: stdout }).on('line', onLine);
+  createInterface({ input: stderr }).on('line', onLine);
   const exit = once(child, 'exit');
 
   const waitForLog = (msg: string, predicate?: (l: Record<string, unknown>) => boolean) =>

@@ -18,7 +18,8 @@ export async function startS3ServerProcess(env: NodeJS.ProcessEnv = {}): Promise
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const lines = createInterface({ input: child.stdout! });
+  if (!child.stdout) throw new Error('S3 server: no stdout pipe');
+  const lines = createInterface({ input: child.stdout });
   const exited = once(child, 'exit').then(([code]) => {
     throw new Error(`S3 server exited before it was ready (code ${code})`);
   });
