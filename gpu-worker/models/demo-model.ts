@@ -1,11 +1,6 @@
-// A tiny Stable-Diffusion-1.x-shaped model in the diffusers/optimum ONNX layout, so tests and a
-// fresh checkout run the real pipeline with no model hub. The weights are random (seeded, so the
-// files are byte-identical on every machine) and the images are coloured noise; what is real is
-// the layout, the configs and every session's input/output names, dtypes and dynamic axes.
-
-import { randomBytes } from 'node:crypto';
-import { access, copyFile, mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ensureFolder } from './ensure-folder.ts';
 import { createGraph, type ElementType } from './onnx-graph.ts';
 import { fillGaussian } from './random.ts';
 
@@ -258,41 +253,7 @@ export async function writeDemoModel(dir: string, options: DemoModelOptions = {}
   await writeFile(join(dir, 'model_index.json'), json(modelIndex(scheduler)));
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Makes sure a demo model exists at `dir` and returns `dir`. The model is built in a temporary
- * sibling folder and renamed into place, so a crash or a concurrent worker never leaves (or
- * sees) a half-written model.
- */
-export async function ensureDemoModel(dir: string): Promise<string> {
-  if (await exists(join(dir, 'model_index.json'))) return dir;
-  await mkdir(dirname(dir), { recursive: true });
-  const staging = `${dir}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  try {
-    await writeDemoModel(staging);
-    // rename() replaces an empty `dir` but fails if another process already filled it.
-    await rename(staging, dir);
-  } catch (error) {
-    await rm(staging, { recursive: true, force: true });
-    if (await exists(join(dir, 'model_index.json'))) return dir;
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOTEMPTY' || code === 'EEXIST') {
-      throw new Error(
-        `${dir} exists but holds no model_index.json; remove it to have the demo model written there`,
-        {
-          cause: error,
-        },
-      );
-    }
-    throw error;
-  }
-  return dir;
+/** Writes the demo model into `dir` unless it is already there (atomically; see ensure-folder.ts). */
+export function ensureDemoModel(dir: string): Promise<string> {
+  return ensureFolder(dir, 'model_index.json', 'demo model', (staging) => writeDemoModel(staging));
 }

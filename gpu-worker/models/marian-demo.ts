@@ -1,23 +1,6 @@
-// A tiny Marian translator in the folder layout of the transformers.js ONNX export of
-// Helsinki-NLP/opus-mt-ru-en, so the worker's translation path runs for real with no model hub.
-// The configs, tokenizer.json and every session's input/output names, dtypes and dynamic axes are
-// those of the real export; the weights are random (seeded, so the files are byte-identical on
-// every machine) and the "translations" are deterministic English-looking gibberish.
-//
-// The architecture is Marian's, scaled down: shared token embeddings (× √d_model) plus static
-// sinusoidal positions, post-norm encoder and decoder layers (self-attention, cross-attention,
-// swish FFN), an output projection and `final_logits_bias`. The merged decoder concatenates the
-// self-attention cache and uses an `If` on `use_cache_branch` to either project the encoder states
-// (first step) or pass the cached cross-attention keys/values through.
-//
-// Two things are demo-only, so random weights still give useful output: `final_logits_bias` rules
-// out every non-Latin piece (the output is always Latin script), and a length prior on `</s>` that
-// grows once the output is as long as the input, so generation stops after about as many tokens as
-// the prompt had instead of running to max_length.
-
-import { randomBytes } from 'node:crypto';
-import { access, mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ensureFolder } from './ensure-folder.ts';
 import { MARIAN_FILES } from './marian-layout.ts';
 import { demoVocabulary, EOS, PAD, type Piece, UNK, WORD_START } from './marian-vocab.ts';
 import { createGraph, type GraphBuilder } from './onnx-graph.ts';
@@ -499,42 +482,7 @@ export async function writeDemoTranslator(dir: string): Promise<void> {
   await writeFile(join(dir, MARIAN_FILES.config), json(marianConfig(vocab)));
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Makes sure a demo translator exists at `dir` and returns `dir`. It is built in a temporary
- * sibling folder and renamed into place, so a crash or a concurrent worker never leaves (or sees)
- * a half-written model.
- */
-export async function ensureDemoTranslator(dir: string): Promise<string> {
-  const marker = join(dir, MARIAN_FILES.config);
-  if (await exists(marker)) return dir;
-  await mkdir(dirname(dir), { recursive: true });
-  const staging = `${dir}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  try {
-    await writeDemoTranslator(staging);
-    // rename() replaces an empty `dir` but fails if another process already filled it.
-    await rename(staging, dir);
-  } catch (error) {
-    await rm(staging, { recursive: true, force: true });
-    if (await exists(marker)) return dir;
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOTEMPTY' || code === 'EEXIST') {
-      throw new Error(
-        `${dir} exists but holds no config.json; remove it to have the demo translator written there`,
-        {
-          cause: error,
-        },
-      );
-    }
-    throw error;
-  }
-  return dir;
+/** Writes the demo translator into `dir` unless it is already there (atomically; see ensure-folder.ts). */
+export function ensureDemoTranslator(dir: string): Promise<string> {
+  return ensureFolder(dir, MARIAN_FILES.config, 'demo translator', (staging) => writeDemoTranslator(staging));
 }

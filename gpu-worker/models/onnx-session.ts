@@ -24,7 +24,7 @@ function configureRuntime(): void {
 }
 
 /** Throws model_missing_file unless `dir/file` is a regular file. */
-export async function requireFile(dir: string, file: string): Promise<void> {
+export async function requireFile(dir: string, file: string, layout: string = ONNX_LAYOUT): Promise<void> {
   try {
     if ((await stat(join(dir, file))).isFile()) return;
   } catch (error) {
@@ -34,7 +34,7 @@ export async function requireFile(dir: string, file: string): Promise<void> {
     'model_missing_file',
     dir,
     file,
-    `file does not exist in ${dir} (expected ${ONNX_LAYOUT})`,
+    `file does not exist in ${dir} (expected ${layout})`,
   );
 }
 

@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { env, LogLevel, pipeline, type TranslationPipeline } from '@huggingface/transformers';
 import { MARIAN_FILES, MARIAN_LAYOUT, REQUIRED_MARIAN_FILES } from './marian-layout.ts';
 import { ModelLoadError } from './model-errors.ts';
+import { requireFile } from './onnx-session.ts';
 
 export type TranslationMode = 'auto' | 'always' | 'off';
 
@@ -60,20 +61,6 @@ export async function translatePrompt(
   return { promptEn, translated: true, ms: performance.now() - started };
 }
 
-async function requireMarianFile(dir: string, file: string): Promise<void> {
-  try {
-    if ((await stat(join(dir, file))).isFile()) return;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
-  throw new ModelLoadError(
-    'model_missing_file',
-    dir,
-    file,
-    `file does not exist in ${dir} (expected ${MARIAN_LAYOUT})`,
-  );
-}
-
 /** Checks the folder before transformers.js sees it: its own errors for a bad folder name nothing useful. */
 async function checkFolder(dir: string): Promise<void> {
   let isDirectory = false;
@@ -90,7 +77,7 @@ async function checkFolder(dir: string): Promise<void> {
       `translator folder ${dir} does not exist (expected ${MARIAN_LAYOUT})`,
     );
   }
-  for (const file of REQUIRED_MARIAN_FILES) await requireMarianFile(dir, file);
+  for (const file of REQUIRED_MARIAN_FILES) await requireFile(dir, file, MARIAN_LAYOUT);
 
   let config: unknown;
   try {
