@@ -336,6 +336,7 @@ function createPipeline(
     let unetMs = 0;
     let unetCalls = 0;
 
+    const loopStart = performance.now();
     for (let step = 0; step < steps; step++) {
       const scale = schedule.inputScale(step);
       if (scale === 1) modelInput.set(latents);
@@ -360,6 +361,7 @@ function createPipeline(
       onStep?.(step + 1, steps);
       signal?.throwIfAborted();
     }
+    const loopMs = performance.now() - loopStart;
     const denoiseMs = performance.now() - denoiseStart;
 
     // One image at a time through the VAE: its activations at full resolution dominate memory.
@@ -390,7 +392,7 @@ function createPipeline(
       seed: request.seed,
       scheduler: schedulerLabel(selection),
       promptTruncated: prompt.truncated,
-      timings: { encodeMs, denoiseMs, decodeMs, unetMs, unetCalls },
+      timings: { encodeMs, denoiseMs, decodeMs, loopMs, unetMs, unetCalls },
     };
   }
 

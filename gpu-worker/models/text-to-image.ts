@@ -57,7 +57,9 @@ export interface StageTimings {
   /** The whole denoising loop, UNet runs included. */
   denoiseMs: number;
   decodeMs: number;
-  /** Time inside the UNet's `run` calls alone (denoiseMs − unetMs is the loop's own overhead). */
+  /** The step loop alone (denoiseMs also counts per-job setup: the schedule and initial noise). */
+  loopMs: number;
+  /** Time inside the UNet's `run` calls alone (loopMs − unetMs is the loop's own JS overhead). */
   unetMs: number;
   /** UNet runs in the loop (one per step: guidance batches both halves into one run). */
   unetCalls: number;
