@@ -8,6 +8,10 @@ const usage = `usage: easel <command> [options]
 service:
   start      run the API, one worker and (when not configured) Postgres, S3 and the demo model
   migrate    apply pending database migrations to DATABASE_URL
+  keys       create, list, revoke and change API keys (in DATABASE_URL)
+
+client of a running server (EASEL_URL, EASEL_API_KEY):
+  submit     create a generation; with --wait follow it and download its images
 
 local, no server:
   generate   generate images from a prompt with a local model and write JPEGs
@@ -45,6 +49,14 @@ async function load(name: string): Promise<Command | undefined> {
   switch (name) {
     case 'migrate':
       return { run: migrate, usage: 'usage: easel migrate\n\nApplies pending migrations to DATABASE_URL.\n' };
+    case 'keys': {
+      const m = await import('./commands/keys.ts');
+      return { run: m.keysCommand, usage: m.keysUsage };
+    }
+    case 'submit': {
+      const m = await import('./commands/submit.ts');
+      return { run: m.submitCommand, usage: m.submitUsage };
+    }
     case 'generate': {
       const m = await import('./commands/generate.ts');
       return { run: m.generateCommand, usage: m.generateUsage };

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import type { ApiKey, Database } from './types.ts';
 
 type Executor = Kysely<Database>;
@@ -19,19 +19,30 @@ export interface CreatedApiKey {
   apiKey: ApiKey;
   /** The only time the clear key exists outside the client. */
   key: string;
+  /** Signs this key's webhooks (`whsec_...`); also readable later at GET /v1/webhooks/secret. */
+  webhookSecret: string;
 }
+
+/** How many characters of a key are stored in clear (`esl_` and 8 random ones) to name it. */
+export const PREFIX_LENGTH = 12;
 
 export async function createApiKey(
   db: Executor,
-  input: { name: string; key?: string },
+  input: { name: string; key?: string; maxInFlight?: number | null },
 ): Promise<CreatedApiKey> {
   const key = input.key ?? generateApiKey();
   const apiKey = await db
     .insertInto('api_keys')
-    .values({ name: input.name, prefix: key.slice(0, 12), key_hash: hashApiKey(key), revoked_at: null })
+    .values({
+      name: input.name,
+      prefix: key.slice(0, PREFIX_LENGTH),
+      key_hash: hashApiKey(key),
+      revoked_at: null,
+      max_in_flight: input.maxInFlight ?? null,
+    })
     .returningAll()
     .executeTakeFirstOrThrow();
-  return { apiKey, key };
+  return { apiKey, key, webhookSecret: apiKey.webhook_secret };
 }
 
 /** Like createApiKey, but a no-op when the key already exists (the local launcher's fixed key). */
@@ -40,7 +51,7 @@ export async function ensureApiKey(db: Executor, input: { name: string; key: str
     .insertInto('api_keys')
     .values({
       name: input.name,
-      prefix: input.key.slice(0, 12),
+      prefix: input.key.slice(0, PREFIX_LENGTH),
       key_hash: hashApiKey(input.key),
       revoked_at: null,
     })
@@ -59,5 +70,80 @@ export async function findActiveApiKey(db: Executor, key: string): Promise<ApiKe
     .selectAll()
     .where('key_hash', '=', hashApiKey(key))
     .where('revoked_at', 'is', null)
+    .executeTakeFirst();
+}
+
+/** What may be shown about a key: never its hash or its webhook secrets. */
+export type ApiKeySummary = Pick<
+  ApiKey,
+  'id' | 'name' | 'prefix' | 'created_at' | 'revoked_at' | 'max_in_flight'
+>;
+
+const SUMMARY_COLUMNS = ['id', 'name', 'prefix', 'created_at', 'revoked_at', 'max_in_flight'] as const;
+
+/** Oldest first, revoked keys included (they still own their generations). */
+export async function listApiKeys(db: Executor): Promise<ApiKeySummary[]> {
+  return db.selectFrom('api_keys').select(SUMMARY_COLUMNS).orderBy('created_at').orderBy('id').execute();
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * The keys an operator's reference names: an id, a listed prefix, or the whole key. A prefix
+ * can in principle match several keys; the caller decides what to do then.
+ */
+export async function findApiKeysByReference(db: Executor, reference: string): Promise<ApiKeySummary[]> {
+  const ref = reference.trim();
+  let query = db.selectFrom('api_keys').select(SUMMARY_COLUMNS);
+  if (UUID.test(ref)) query = query.where('id', '=', ref.toLowerCase());
+  else if (ref.length > PREFIX_LENGTH) query = query.where('key_hash', '=', hashApiKey(ref));
+  else query = query.where('prefix', '=', ref);
+  return query.orderBy('created_at').execute();
+}
+
+/**
+ * Revokes at once: the API looks the key up on every request, so the next one gets 401.
+ * Revoking a revoked key keeps the first revocation time. Undefined when there is no such key.
+ */
+export async function revokeApiKey(
+  db: Executor,
+  id: string,
+): Promise<{ apiKey: ApiKeySummary; alreadyRevoked: boolean } | undefined> {
+  const revoked = await db
+    .updateTable('api_keys')
+    .set({ revoked_at: sql<Date>`now()` })
+    .where('id', '=', id)
+    .where('revoked_at', 'is', null)
+    .returning(SUMMARY_COLUMNS)
+    .executeTakeFirst();
+  if (revoked) return { apiKey: revoked, alreadyRevoked: false };
+  const existing = await db
+    .selectFrom('api_keys')
+    .select(SUMMARY_COLUMNS)
+    .where('id', '=', id)
+    .executeTakeFirst();
+  return existing && { apiKey: existing, alreadyRevoked: true };
+}
+
+/**
+ * Renames a key or changes its cap on queued+running generations (null: the server default,
+ * MAX_IN_FLIGHT_PER_KEY). Takes effect on the key's next request. Undefined when there is no such key.
+ */
+export async function updateApiKey(
+  db: Executor,
+  id: string,
+  changes: { name?: string; maxInFlight?: number | null },
+): Promise<ApiKeySummary | undefined> {
+  if (changes.name === undefined && changes.maxInFlight === undefined) {
+    return db.selectFrom('api_keys').select(SUMMARY_COLUMNS).where('id', '=', id).executeTakeFirst();
+  }
+  return db
+    .updateTable('api_keys')
+    .set({
+      ...(changes.name === undefined ? {} : { name: changes.name }),
+      ...(changes.maxInFlight === undefined ? {} : { max_in_flight: changes.maxInFlight }),
+    })
+    .where('id', '=', id)
+    .returning(SUMMARY_COLUMNS)
     .executeTakeFirst();
 }

@@ -2,6 +2,7 @@
 // failure (exit 1, one line), and turning flag strings into checked values.
 
 import { stat } from 'node:fs/promises';
+import { extname } from 'node:path';
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 
 /** A mistake in how the command was called: printed with the command's usage, exit status 2. */
@@ -79,6 +80,14 @@ export function choiceFlag<T extends string>(
   return value as T;
 }
 
+/** FILE.jpg for one image; FILE-0.jpg, FILE-1.jpg, … for several. */
+export function outputFiles(out: string, count: number): string[] {
+  if (count === 1) return [out];
+  const ext = extname(out);
+  const base = ext ? out.slice(0, -ext.length) : out;
+  return Array.from({ length: count }, (_, i) => `${base}-${i}${ext}`);
+}
+
 /** Fails with a line naming the folder when `dir` is missing or not a folder. */
 export async function requireDir(dir: string, what: string): Promise<void> {
   try {
@@ -95,6 +104,10 @@ export async function requireDir(dir: string, what: string): Promise<void> {
 /** One line for stderr: the message of the error, plus its cause's when that adds the reason. */
 export function describeError(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
+  // Node's connect to a host with several addresses fails with an AggregateError and no message.
+  if (error instanceof AggregateError && !error.message && error.errors[0] !== undefined) {
+    return describeError(error.errors[0]);
+  }
   const message = error.message || error.name;
   const cause = error.cause;
   if (

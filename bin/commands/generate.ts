@@ -2,14 +2,23 @@
 
 import { randomInt } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { dirname, extname, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import {
   KARRAS_SCHEDULER_CHOICES,
   SCHEDULER_CHOICES,
   type SchedulerChoice,
 } from '../../gpu-worker/models/text-to-image.ts';
 import { createProgressBar } from '../progress.ts';
-import { choiceFlag, intFlag, numberFlag, parseFlags, requireDir, requireFlag, UsageError } from './cli.ts';
+import {
+  choiceFlag,
+  intFlag,
+  numberFlag,
+  outputFiles,
+  parseFlags,
+  requireDir,
+  requireFlag,
+  UsageError,
+} from './cli.ts';
 
 export const generateUsage = `usage: easel generate --model DIR --prompt TEXT --out FILE.jpg [options]
 
@@ -38,14 +47,6 @@ export const generateUsage = `usage: easel generate --model DIR --prompt TEXT --
 const MAX_SEED = 0xffff_ffff;
 const TRANSLATE_MODES = ['auto', 'always', 'off'] as const;
 const PROVIDERS = ['cpu', 'cuda'] as const;
-
-/** FILE.jpg for one image; FILE-0.jpg, FILE-1.jpg, … for several. */
-export function outputFiles(out: string, count: number): string[] {
-  if (count === 1) return [out];
-  const ext = extname(out);
-  const base = ext ? out.slice(0, -ext.length) : out;
-  return Array.from({ length: count }, (_, i) => `${base}-${i}${ext}`);
-}
 
 function ms(value: number): number {
   return Math.round(value * 10) / 10;

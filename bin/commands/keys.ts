@@ -1,0 +1,258 @@
+// `easel keys`: API keys, straight in the database (DATABASE_URL), for the operator of a server.
+// The clear key exists once, in the output of `create`; the database keeps only its hash.
+
+import type { ApiKeySummary } from '../../db/api-keys.repository.ts';
+import type { Db } from '../../db/connect.ts';
+import { CliError, describeError, intFlag, parseFlags, UsageError } from './cli.ts';
+
+export const keysUsage = `usage:
+  easel keys create --name NAME [--max-in-flight N] [--json]
+  easel keys list [--json]
+  easel keys revoke ID_OR_PREFIX [--json]
+  easel keys set ID_OR_PREFIX [--name NAME] [--max-in-flight N|default] [--json]
+
+Every command takes --database-url URL (default: DATABASE_URL).
+
+create   makes a key and prints it once, alone on stdout (details go to stderr); the server
+         stores only its SHA-256, so a lost key cannot be recovered: revoke it and create another.
+         --max-in-flight N caps the key's queued+running generations (default: the server's
+         MAX_IN_FLIGHT_PER_KEY). --json prints id, name, prefix, key, created_at, max_in_flight.
+list     id, name, prefix, creation and revocation times and cap of every key (never the key).
+revoke   the key is refused (401) from its next request on. ID_OR_PREFIX is the id, the prefix
+         \`list\` shows (esl_ and 8 characters) or the whole key.
+set      renames a key or changes its cap (default: back to the server's); effective at once.
+`;
+
+const MAX_IN_FLIGHT_LIMIT = 1_000_000;
+const commonFlags = {
+  'database-url': { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
+
+export async function keysCommand(args: string[]): Promise<void> {
+  const [sub, ...rest] = args;
+  switch (sub) {
+    case 'create':
+      return create(rest);
+    case 'list':
+      return list(rest);
+    case 'revoke':
+      return revoke(rest);
+    case 'set':
+      return set(rest);
+    case undefined:
+      throw new UsageError('expected create, list, revoke or set');
+    default:
+      throw new UsageError(`unknown keys command '${sub}'`);
+  }
+}
+
+function databaseUrl(flag: string | undefined): string {
+  const url = flag ?? process.env.DATABASE_URL;
+  if (!url) throw new UsageError('set DATABASE_URL or pass --database-url');
+  if (!/^postgres(ql)?:\/\//.test(url)) throw new UsageError('the database URL must be a postgres:// URL');
+  return url;
+}
+
+/** Opens the database for one command, with pg's failures turned into lines an operator can act on. */
+async function withDatabase<T>(url: string, fn: (db: Db) => Promise<T>): Promise<T> {
+  const { createDb } = await import('../../db/connect.ts');
+  const db = createDb(url, { max: 1, applicationName: 'easel-keys' });
+  try {
+    return await fn(db);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    const where = redact(url);
+    if (code === '42P01' || code === '42703') {
+      throw new CliError(`the database at ${where} is not migrated to this version; run \`easel migrate\``);
+    }
+    if (code === '3D000' || code === '28P01' || code === '28000' || isConnectionError(error)) {
+      throw new CliError(`cannot use the database at ${where}: ${describeError(error)}`);
+    }
+    throw error;
+  } finally {
+    await db.destroy();
+  }
+}
+
+function isConnectionError(error: unknown): boolean {
+  if (error instanceof AggregateError) return true; // every address of the host refused
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return true; // ECONNREFUSED, ENOTFOUND, …
+  return error instanceof Error && /timeout.*connect|Connection terminated/i.test(error.message);
+}
+
+function redact(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return 'DATABASE_URL';
+  }
+}
+
+function maxInFlightFlag(value: string | undefined): number | null | undefined {
+  if (value === 'default') return null;
+  return value === undefined ? undefined : intFlag(value, '--max-in-flight', 0, 1, MAX_IN_FLIGHT_LIMIT);
+}
+
+function nameFlag(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const name = value.trim();
+  if (name === '') throw new UsageError('--name must not be empty');
+  return name;
+}
+
+function toJson(key: ApiKeySummary) {
+  return {
+    id: key.id,
+    name: key.name,
+    prefix: key.prefix,
+    created_at: key.created_at.toISOString(),
+    revoked_at: key.revoked_at?.toISOString() ?? null,
+    max_in_flight: key.max_in_flight,
+  };
+}
+
+function describeKey(key: ApiKeySummary): string {
+  return `'${key.name}' (id ${key.id}, prefix ${key.prefix})`;
+}
+
+function capText(maxInFlight: number | null): string {
+  return maxInFlight === null ? 'server default' : String(maxInFlight);
+}
+
+function time(date: Date | null): string {
+  return date ? date.toISOString().replace(/\.\d{3}Z$/, 'Z') : '-';
+}
+
+async function create(args: string[]): Promise<void> {
+  const { values, positionals } = parseFlags(
+    args,
+    { ...commonFlags, name: { type: 'string' }, 'max-in-flight': { type: 'string' } },
+    true,
+  );
+  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const name = nameFlag(values.name);
+  if (name === undefined) throw new UsageError('--name is required');
+  const maxInFlight = maxInFlightFlag(values['max-in-flight']);
+  const url = databaseUrl(values['database-url']);
+  const { createApiKey } = await import('../../db/api-keys.repository.ts');
+  const { apiKey, key } = await withDatabase(url, (db) => createApiKey(db, { name, maxInFlight }));
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ ...toJson(apiKey), key })}\n`);
+    return;
+  }
+  process.stderr.write(
+    `created API key ${describeKey(apiKey)}, max in flight: ${capText(apiKey.max_in_flight)}\n` +
+      'the key is shown this once and cannot be recovered; store it now:\n',
+  );
+  process.stdout.write(`${key}\n`);
+}
+
+async function list(args: string[]): Promise<void> {
+  const { values, positionals } = parseFlags(args, commonFlags, true);
+  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const url = databaseUrl(values['database-url']);
+  const { listApiKeys } = await import('../../db/api-keys.repository.ts');
+  const keys = await withDatabase(url, listApiKeys);
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(keys.map(toJson))}\n`);
+    return;
+  }
+  if (keys.length === 0) {
+    process.stderr.write('no API keys yet; `easel keys create --name NAME` makes one\n');
+    return;
+  }
+  const rows = [
+    ['ID', 'NAME', 'PREFIX', 'CREATED', 'REVOKED', 'MAX IN FLIGHT'],
+    ...keys.map((k) => [
+      k.id,
+      k.name,
+      k.prefix,
+      time(k.created_at),
+      time(k.revoked_at),
+      capText(k.max_in_flight),
+    ]),
+  ];
+  const widths =
+    rows[0]?.map((_, column) => Math.max(...rows.map((row) => (row[column] ?? '').length))) ?? [];
+  for (const row of rows) {
+    process.stdout.write(
+      `${row
+        .map((cell, column) => cell.padEnd(widths[column] ?? 0))
+        .join('  ')
+        .trimEnd()}\n`,
+    );
+  }
+}
+
+/** The one key a reference names; several (a shared prefix) or none is an error naming them. */
+async function resolveKey(db: Db, reference: string): Promise<ApiKeySummary> {
+  const { findApiKeysByReference } = await import('../../db/api-keys.repository.ts');
+  const found = await findApiKeysByReference(db, reference);
+  const [first] = found;
+  if (!first) throw new CliError(`no API key with id, prefix or key '${reference}'`);
+  if (found.length > 1) {
+    throw new CliError(
+      `prefix '${reference}' matches ${found.length} keys (ids ${found.map((k) => k.id).join(', ')}); give the id`,
+    );
+  }
+  return first;
+}
+
+function oneReference(positionals: string[]): string {
+  if (positionals.length !== 1 || positionals[0]?.trim() === '')
+    throw new UsageError('expected one ID_OR_PREFIX');
+  return positionals[0] as string;
+}
+
+async function revoke(args: string[]): Promise<void> {
+  const { values, positionals } = parseFlags(args, commonFlags, true);
+  const reference = oneReference(positionals);
+  const url = databaseUrl(values['database-url']);
+  const { revokeApiKey } = await import('../../db/api-keys.repository.ts');
+  const result = await withDatabase(url, async (db) => {
+    const key = await resolveKey(db, reference);
+    const revoked = await revokeApiKey(db, key.id);
+    if (!revoked) throw new CliError(`API key ${describeKey(key)} disappeared while revoking it`);
+    return revoked;
+  });
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(toJson(result.apiKey))}\n`);
+    return;
+  }
+  process.stdout.write(
+    result.alreadyRevoked
+      ? `API key ${describeKey(result.apiKey)} was already revoked at ${time(result.apiKey.revoked_at)}\n`
+      : `revoked API key ${describeKey(result.apiKey)}; the API refuses it from now on\n`,
+  );
+}
+
+async function set(args: string[]): Promise<void> {
+  const { values, positionals } = parseFlags(
+    args,
+    { ...commonFlags, name: { type: 'string' }, 'max-in-flight': { type: 'string' } },
+    true,
+  );
+  const reference = oneReference(positionals);
+  const name = nameFlag(values.name);
+  const maxInFlight = maxInFlightFlag(values['max-in-flight']);
+  if (name === undefined && maxInFlight === undefined) {
+    throw new UsageError('nothing to change: give --name or --max-in-flight');
+  }
+  const url = databaseUrl(values['database-url']);
+  const { updateApiKey } = await import('../../db/api-keys.repository.ts');
+  const updated = await withDatabase(url, async (db) => {
+    const key = await resolveKey(db, reference);
+    const row = await updateApiKey(db, key.id, { name, maxInFlight });
+    if (!row) throw new CliError(`API key ${describeKey(key)} disappeared while changing it`);
+    return row;
+  });
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(toJson(updated))}\n`);
+    return;
+  }
+  process.stdout.write(`API key ${describeKey(updated)}: max in flight ${capText(updated.max_in_flight)}\n`);
+}

@@ -1,0 +1,220 @@
+// The CLI's HTTP client for a running Easel server: bearer auth, problem+json errors as one
+// line (`code: detail`), and retries of what is safe to retry (GETs, and creates that carry an
+// Idempotency-Key, which the server answers with the same generation however often it is sent).
+
+import { createHash } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
+import { CliError, describeError } from '../commands/cli.ts';
+
+export interface GenerationOutput {
+  index: number;
+  url: string;
+  width: number;
+  height: number;
+  content_type: string;
+  bytes: number;
+  sha256: string;
+}
+
+/** The fields of the Generation resource the CLI reads; progress and eta are newer and optional. */
+export interface Generation {
+  id: string;
+  status: 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
+  width: number;
+  height: number;
+  steps: number;
+  seed: number;
+  scheduler?: string | null;
+  queue_position?: number | null;
+  progress?: { step: number; total: number } | null;
+  eta?: string | null;
+  cancel_requested?: boolean;
+  outputs: GenerationOutput[];
+  error?: { code: string; message: string } | null;
+  started_at?: string | null;
+  finished_at?: string | null;
+  [field: string]: unknown;
+}
+
+export const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
+
+export interface ClientOptions {
+  baseUrl: string;
+  apiKey: string;
+  signal?: AbortSignal;
+}
+
+interface Problem {
+  code: string;
+  detail?: string;
+  errors?: { field: string; message: string }[];
+}
+
+/** A problem+json answer, as the one line the CLI prints: `code: detail (field: message; …)`. */
+export class ApiProblem extends CliError {
+  override name = 'ApiProblem';
+  readonly status: number;
+  readonly code: string;
+
+  constructor(status: number, problem: Problem) {
+    const fields = problem.errors?.length
+      ? ` (${problem.errors.map((e) => `${e.field}: ${e.message}`).join('; ')})`
+      : '';
+    super(`${problem.code}: ${problem.detail ?? `HTTP ${status}`}${fields}`);
+    this.status = status;
+    this.code = problem.code;
+  }
+}
+
+const RETRY_STATUSES = new Set([502, 503, 504]);
+const MAX_RETRY_DELAY_MS = 5_000;
+
+function isProblem(value: unknown): value is Problem {
+  return typeof value === 'object' && value !== null && typeof (value as Problem).code === 'string';
+}
+
+async function failure(response: Response, what: string): Promise<CliError> {
+  const text = await response.text().catch(() => '');
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  if (isProblem(body)) return new ApiProblem(response.status, body);
+  return new CliError(`${what}: HTTP ${response.status} ${response.statusText}`.trim());
+}
+
+/** fetch's TypeError over a socket-level cause (ECONNREFUSED, ECONNRESET, UND_ERR_SOCKET, …), not a bad URL. */
+function isNetworkError(error: unknown): boolean {
+  const cause = (error as { cause?: { code?: unknown } }).cause;
+  return error instanceof TypeError && typeof cause?.code === 'string';
+}
+
+function retryDelayMs(response: Response | undefined, attempt: number): number {
+  const header = Number(response?.headers.get('retry-after'));
+  const ms = Number.isFinite(header) && header > 0 ? header * 1000 : 500 * 2 ** attempt;
+  return Math.min(ms, MAX_RETRY_DELAY_MS);
+}
+
+export function createClient(options: ClientOptions) {
+  const base = options.baseUrl.replace(/\/+$/, '');
+
+  /**
+   * One request, retried on network errors and 502/503/504 (but not a full queue, which drains
+   * slowly: that is reported). Only for requests that are safe to repeat.
+   */
+  async function send(
+    method: 'GET' | 'POST',
+    path: string,
+    init: { body?: unknown; headers?: Record<string, string>; attempts: number },
+  ): Promise<Response> {
+    const url = `${base}${path}`;
+    const headers: Record<string, string> = {
+      Authorization: `Bearer ${options.apiKey}`,
+      Accept: 'application/json, application/problem+json',
+      'User-Agent': 'easel-cli',
+      ...init.headers,
+    };
+    if (init.body !== undefined) headers['Content-Type'] = 'application/json';
+    for (let attempt = 0; ; attempt++) {
+      const last = attempt + 1 >= init.attempts;
+      let response: Response | undefined;
+      try {
+        response = await fetch(url, {
+          method,
+          headers,
+          body: init.body === undefined ? undefined : JSON.stringify(init.body),
+          signal: options.signal,
+        });
+      } catch (error) {
+        if (options.signal?.aborted) throw error;
+        if (last || !isNetworkError(error))
+          throw new CliError(`cannot reach ${base}: ${describeError(error)}`);
+      }
+      if (response) {
+        if (response.ok) return response;
+        const retryable = RETRY_STATUSES.has(response.status) && !last;
+        if (!retryable) throw await failure(response, `${method} ${url}`);
+        const problem = await failure(response.clone(), `${method} ${url}`);
+        if (problem instanceof ApiProblem && problem.code === 'queue_full') throw problem;
+        await response.body?.cancel();
+      }
+      await delay(retryDelayMs(response, attempt), undefined, { signal: options.signal });
+    }
+  }
+
+  async function generation(response: Response, what: string): Promise<Generation> {
+    const body = (await response.json().catch(() => undefined)) as Generation | undefined;
+    if (
+      !body ||
+      typeof body.id !== 'string' ||
+      typeof body.status !== 'string' ||
+      !Array.isArray(body.outputs)
+    ) {
+      throw new CliError(`${what}: the answer is not a generation; is ${base} an Easel server?`);
+    }
+    return body;
+  }
+
+  return {
+    baseUrl: base,
+
+    async createGeneration(body: Record<string, unknown>, idempotencyKey: string): Promise<Generation> {
+      const response = await send('POST', '/v1/generations', {
+        body,
+        headers: { 'Idempotency-Key': idempotencyKey },
+        attempts: 4,
+      });
+      return generation(response, 'POST /v1/generations');
+    },
+
+    /**
+     * `waitSeconds`: asks the server to hold the answer until the generation has finished
+     * (`Prefer: wait`); `waited` says whether it did (`Preference-Applied`), so the caller knows
+     * whether to pause before asking again.
+     */
+    async getGeneration(
+      id: string,
+      waitSeconds?: number,
+    ): Promise<{ generation: Generation; waited: boolean }> {
+      const path = `/v1/generations/${encodeURIComponent(id)}`;
+      const response = await send('GET', path, {
+        headers: waitSeconds ? { Prefer: `wait=${waitSeconds}` } : {},
+        // A server restarting (or a load balancer swapping replicas) during a long wait is not fatal.
+        attempts: 8,
+      });
+      const waited = /\bwait=/.test(response.headers.get('preference-applied') ?? '');
+      return { generation: await generation(response, `GET ${path}`), waited };
+    },
+
+    /** The bytes of one output, fetched from its presigned URL and checked against its size and hash. */
+    async download(output: GenerationOutput): Promise<Buffer> {
+      let response: Response;
+      try {
+        response = await fetch(output.url, { signal: options.signal });
+      } catch (error) {
+        if (options.signal?.aborted) throw error;
+        throw new CliError(`cannot download image ${output.index}: ${describeError(error)}`);
+      }
+      if (!response.ok) {
+        throw new CliError(
+          `cannot download image ${output.index}: HTTP ${response.status} from the object store` +
+            (response.status === 403 ? ' (the presigned URL may have expired)' : ''),
+        );
+      }
+      const bytes = Buffer.from(await response.arrayBuffer());
+      if (
+        bytes.length !== output.bytes ||
+        createHash('sha256').update(bytes).digest('hex') !== output.sha256
+      ) {
+        throw new CliError(
+          `image ${output.index} arrived damaged: ${bytes.length} bytes, not the ${output.bytes} bytes with the sha256 the server reported`,
+        );
+      }
+      return bytes;
+    },
+  };
+}
+
+export type EaselClient = ReturnType<typeof createClient>;
