@@ -13,12 +13,14 @@ import type { ApiConfig } from './config.ts';
 import type { AppEnv } from './context.ts';
 import { apiError, createErrorHandler, notFoundHandler } from './errors.ts';
 import {
+  cancelGenerationHandler,
   createGenerationHandler,
   getGenerationHandler,
   getGenerationImageHandler,
   listGenerationsHandler,
 } from './generations.handlers.ts';
 import {
+  cancelGenerationRoute,
   createGenerationRoute,
   getGenerationImageRoute,
   getGenerationRoute,
@@ -28,6 +30,16 @@ import { registerHealthRoutes } from './health.routes.ts';
 import { requestLogging } from './middleware.ts';
 import type { StatusListener } from './status-listener.ts';
 import { validationHook } from './validation.ts';
+import {
+  getWebhookSecretHandler,
+  listWebhookDeliveriesHandler,
+  redeliverWebhookHandler,
+} from './webhooks.handlers.ts';
+import {
+  getWebhookSecretRoute,
+  listWebhookDeliveriesRoute,
+  redeliverWebhookRoute,
+} from './webhooks.routes.ts';
 
 export interface AppDeps {
   db: Db;
@@ -54,6 +66,10 @@ const DOCUMENT_CONFIG = {
   },
   tags: [
     { name: 'Generations', description: 'Text-to-image jobs.' },
+    {
+      name: 'Webhooks',
+      description: 'Signed notifications of status changes (Standard Webhooks) and their delivery log.',
+    },
     { name: 'Health', description: 'Probes for orchestrators and load balancers.' },
   ],
 };
@@ -89,7 +105,11 @@ export function createApp(deps: AppDeps): App {
   app.openapi(createGenerationRoute, createGenerationHandler(deps));
   app.openapi(listGenerationsRoute, listGenerationsHandler(deps));
   app.openapi(getGenerationRoute, getGenerationHandler(deps));
+  app.openapi(cancelGenerationRoute, cancelGenerationHandler(deps));
   app.openapi(getGenerationImageRoute, getGenerationImageHandler(deps));
+  app.openapi(getWebhookSecretRoute, getWebhookSecretHandler(deps));
+  app.openapi(listWebhookDeliveriesRoute, listWebhookDeliveriesHandler(deps));
+  app.openapi(redeliverWebhookRoute, redeliverWebhookHandler(deps));
   registerHealthRoutes(app, deps);
 
   let document: ReturnType<typeof openApiDocument> | undefined;

@@ -1,6 +1,7 @@
 // The API's configuration: read once at boot, validated, frozen and passed down.
 import { z } from 'zod';
 import { envInt, parseEnv, type S3Settings, s3SettingsFrom, sharedEnv } from '../db/env.ts';
+import { webhookPolicyEnv } from '../db/webhooks/config.ts';
 
 export const apiEnv = z.object({
   ...sharedEnv,
@@ -16,6 +17,8 @@ export const apiEnv = z.object({
   MAX_IN_FLIGHT_PER_KEY: envInt(1, 1_000_000).default(50),
   /** Queued generations across all keys before creates are refused with 503 queue_full. */
   MAX_QUEUED: envInt(1, 10_000_000).default(10_000),
+  /** Checked at create for a webhook_url with a literal IP; the sender checks every resolved address. */
+  ...webhookPolicyEnv,
 });
 
 export type ApiConfig = Readonly<z.infer<typeof apiEnv>>;

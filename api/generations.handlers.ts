@@ -6,18 +6,26 @@ import {
   findGenerationForOwner,
   insertGeneration,
   listGenerations,
+  type QueueEstimateInputs,
+  queueEstimateInputs,
   queuePosition,
+  requestCancel,
 } from '../db/generations.repository.ts';
 import { claimIdempotencyKey } from '../db/idempotency-keys.repository.ts';
 import type { ObjectStore } from '../db/object-store.ts';
-import { enqueueGeneration } from '../db/queue.ts';
+import { cancelGenerationJob, enqueueGeneration } from '../db/queue.ts';
 import type { Generation, GenerationStatus } from '../db/types.ts';
+import { policyFrom } from '../db/webhooks/config.ts';
+import { checkWebhookUrl } from '../db/webhooks/ssrf.ts';
+import { DEFAULT_WEBHOOK_EVENTS, enqueueWebhookEvent } from '../db/webhooks.repository.ts';
 import { admitGeneration } from './admission.ts';
 import type { ApiConfig } from './config.ts';
 import type { AppEnv } from './context.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
 import { apiError } from './errors.ts';
+import { queuedEta, runningEta } from './eta.ts';
 import type {
+  cancelGenerationRoute,
   createGenerationRoute,
   getGenerationImageRoute,
   getGenerationRoute,
@@ -32,7 +40,15 @@ export interface GenerationDeps {
   db: Db;
   boss: PgBoss;
   store: ObjectStore;
-  config: Pick<ApiConfig, 'MAX_PIXELS' | 'RESULT_URL_TTL_SECONDS' | 'MAX_IN_FLIGHT_PER_KEY' | 'MAX_QUEUED'>;
+  config: Pick<
+    ApiConfig,
+    | 'MAX_PIXELS'
+    | 'RESULT_URL_TTL_SECONDS'
+    | 'MAX_IN_FLIGHT_PER_KEY'
+    | 'MAX_QUEUED'
+    | 'WEBHOOK_ALLOW_PRIVATE'
+    | 'WEBHOOK_ALLOWED_HOSTS'
+  >;
   /** Absent: `Prefer: wait` is ignored. */
   statusListener?: StatusListener;
 }
@@ -41,12 +57,37 @@ const SEED_LIMIT = 2 ** 32; // seeds are uint32: 0..2^32-1
 
 const iso = (value: Date | null) => (value === null ? null : value.toISOString());
 
+const msBetween = (from: Date | null, to: Date | null) =>
+  from === null || to === null ? undefined : Math.max(0, to.getTime() - from.getTime());
+
+function etaOf(
+  row: Generation,
+  position: number | null,
+  queue: QueueEstimateInputs | undefined,
+  now: number,
+): string | null {
+  if (row.status === 'running') return runningEta(row, now);
+  if (row.status === 'queued' && position !== null && queue) return queuedEta(position, queue, now);
+  return null;
+}
+
+/**
+ * The queue estimate's inputs, read only when a queued generation needs them (two index-backed
+ * aggregates, cheaper than the queue position count itself).
+ */
+function estimateFor(deps: GenerationDeps) {
+  return (rows: readonly Pick<Generation, 'status'>[]) =>
+    rows.some((row) => row.status === 'queued') ? queueEstimateInputs(deps.db) : Promise.resolve(undefined);
+}
+
 /** The public resource; output URLs are presigned here, on every read, never stored. */
 export async function toResource(
   row: Generation,
   store: ObjectStore,
   ttlSeconds: number,
   position: number | null,
+  queue?: QueueEstimateInputs,
+  now = Date.now(),
 ): Promise<GenerationResource> {
   const expiresAt = new Date(Date.now() + ttlSeconds * 1000).toISOString();
   const outputs = await Promise.all(
@@ -81,11 +122,21 @@ export async function toResource(
     requested_scheduler: row.requested_scheduler as GenerationResource['requested_scheduler'],
     karras: row.requested_karras,
     queue_position: row.status === 'queued' ? position : null,
+    progress:
+      row.status === 'queued' || row.progress_step === null || row.progress_total === null
+        ? null
+        : { step: row.progress_step, total: row.progress_total },
+    eta: etaOf(row, row.status === 'queued' ? position : null, queue, now),
+    cancel_requested: row.cancel_requested_at !== null,
     outputs,
     error: row.error_code === null ? null : { code: row.error_code, message: row.error_message ?? '' },
     attempts: row.attempts,
     prompt_truncated: row.prompt_truncated,
-    timings: row.timings ?? {},
+    timings: {
+      ...row.timings,
+      queued_ms: msBetween(row.created_at, row.started_at),
+      run_ms: msBetween(row.started_at, row.finished_at),
+    },
     created_at: row.created_at.toISOString(),
     started_at: iso(row.started_at),
     finished_at: iso(row.finished_at),
@@ -95,6 +146,7 @@ export async function toResource(
 export function createGenerationHandler(
   deps: GenerationDeps,
 ): RouteHandler<typeof createGenerationRoute, AppEnv> {
+  const estimate = estimateFor(deps);
   return async (c) => {
     const input = c.req.valid('json');
     const pixels = input.width * input.height;
@@ -110,6 +162,15 @@ export function createGenerationHandler(
           ],
         },
       );
+    }
+    if (input.webhook_url !== undefined) {
+      // A literal address is refused now; a hostname is checked on every resolution when sending.
+      const check = checkWebhookUrl(input.webhook_url, policyFrom(deps.config));
+      if (!check.ok) {
+        throw apiError('webhook_url_forbidden', `The webhook URL ${check.reason}.`, {
+          errors: [{ field: 'webhook_url', message: check.reason }],
+        });
+      }
     }
     const apiKey = c.get('apiKey');
     const headers = c.req.valid('header');
@@ -146,6 +207,10 @@ export function createGenerationHandler(
         seed,
         requested_scheduler: input.scheduler ?? null,
         requested_karras: input.karras ?? null,
+        webhook_url: input.webhook_url ?? null,
+        webhook_events: input.webhook_url
+          ? [...new Set(input.webhook_events ?? DEFAULT_WEBHOOK_EVENTS)]
+          : null,
       });
       await enqueueGeneration(deps.boss, trx, id);
       return { replay: false as const, row: inserted, position: await queuePosition(trx, inserted) };
@@ -193,7 +258,13 @@ export function createGenerationHandler(
         position = undefined;
       }
       position ??= row.status === 'queued' ? await queuePosition(deps.db, row) : null;
-      const resource = await toResource(row, deps.store, deps.config.RESULT_URL_TTL_SECONDS, position);
+      const resource = await toResource(
+        row,
+        deps.store,
+        deps.config.RESULT_URL_TTL_SECONDS,
+        position,
+        await estimate([row]),
+      );
       c.header('Location', `/v1/generations/${row.id}`);
       if (waitSeconds) c.header('Preference-Applied', `wait=${waitSeconds}`);
       return waitSeconds && isTerminal(row) ? c.json(resource, 200) : c.json(resource, 202);
@@ -204,19 +275,82 @@ export function createGenerationHandler(
 }
 
 export function getGenerationHandler(deps: GenerationDeps): RouteHandler<typeof getGenerationRoute, AppEnv> {
+  const estimate = estimateFor(deps);
   return async (c) => {
     const { id } = c.req.valid('param');
     const row = await findGenerationForOwner(deps.db, id, c.get('apiKey').id);
     if (!row) throw apiError('not_found', 'No generation with this id.');
-    const position = row.status === 'queued' ? await queuePosition(deps.db, row) : null;
-    const resource = await toResource(row, deps.store, deps.config.RESULT_URL_TTL_SECONDS, position);
+    const [position, queue] = await Promise.all([
+      row.status === 'queued' ? queuePosition(deps.db, row) : null,
+      estimate([row]),
+    ]);
+    const resource = await toResource(row, deps.store, deps.config.RESULT_URL_TTL_SECONDS, position, queue);
     return c.json(resource, 200);
+  };
+}
+
+/**
+ * Queued: canceled at once, its job with it (200). Running: the worker is told and stops at its
+ * next step (202, or 200 once stopped within `Prefer: wait`). Canceled: 200, unchanged.
+ * Succeeded or failed: 409.
+ */
+export function cancelGenerationHandler(
+  deps: GenerationDeps,
+): RouteHandler<typeof cancelGenerationRoute, AppEnv> {
+  return async (c) => {
+    const { id } = c.req.valid('param');
+    const apiKey = c.get('apiKey');
+    const listener = deps.statusListener;
+    const waitSeconds = listener ? preferredWaitSeconds(c.req.valid('header').Prefer) : undefined;
+    // Subscribed before the commit: the worker can only stop the generation after it.
+    const subscription = waitSeconds ? listener?.subscribe(id) : undefined;
+    try {
+      const outcome = await deps.db.transaction().execute(async (trx) => {
+        const result = await requestCancel(trx, id, apiKey.id);
+        if (result.kind === 'canceled') {
+          await cancelGenerationJob(deps.boss, trx, id);
+          await enqueueWebhookEvent(trx, deps.boss, result.row, 'generation.canceled');
+        }
+        return result;
+      });
+      if (outcome.kind === 'not_found') throw apiError('not_found', 'No generation with this id.');
+      if (outcome.kind === 'finished') {
+        throw apiError(
+          'generation_finished',
+          `The generation has already ${outcome.row.status}; there is nothing to cancel.`,
+        );
+      }
+      const logger = c.get('logger');
+      let { row } = outcome;
+      if (outcome.kind === 'canceled') logger.info({ generation_id: id }, 'queued generation canceled');
+      if (outcome.kind === 'requested') {
+        logger.info({ generation_id: id }, 'cancel requested for running generation');
+        if (subscription && waitSeconds) {
+          row =
+            (await waitForTerminal({
+              db: deps.db,
+              subscription,
+              generationId: id,
+              apiKeyId: apiKey.id,
+              seconds: waitSeconds,
+              signal: c.req.raw.signal,
+            })) ?? row;
+          c.header('Preference-Applied', `wait=${waitSeconds}`);
+        }
+      }
+      const position = row.status === 'queued' ? await queuePosition(deps.db, row) : null;
+      const resource = await toResource(row, deps.store, deps.config.RESULT_URL_TTL_SECONDS, position);
+      return isTerminal(row) ? c.json(resource, 200) : c.json(resource, 202);
+    } finally {
+      subscription?.close();
+    }
   };
 }
 
 export function listGenerationsHandler(
   deps: GenerationDeps,
 ): RouteHandler<typeof listGenerationsRoute, AppEnv> {
+  const estimate = estimateFor(deps);
   return async (c) => {
     const query = c.req.valid('query');
     const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
@@ -234,7 +368,11 @@ export function listGenerationsHandler(
       after,
     });
     const ttl = deps.config.RESULT_URL_TTL_SECONDS;
-    const data = await Promise.all(rows.map((row) => toResource(row, deps.store, ttl, row.queue_position)));
+    const queue = await estimate(rows);
+    const now = Date.now();
+    const data = await Promise.all(
+      rows.map((row) => toResource(row, deps.store, ttl, row.queue_position, queue, now)),
+    );
     const last = rows.at(-1);
     return c.json(
       {

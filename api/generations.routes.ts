@@ -5,6 +5,7 @@ import {
   RETRY_AFTER_SECONDS,
 } from './errors.ts';
 import {
+  CancelGenerationHeaders,
   CreateGenerationHeaders,
   CreateGenerationRequest,
   Generation,
@@ -111,6 +112,9 @@ export const createGenerationRoute = createRoute({
             num_images: 1,
             scheduler: 'dpmpp_2m',
             queue_position: null,
+            progress: { step: 25, total: 25 },
+            eta: null,
+            cancel_requested: false,
             outputs: [
               {
                 index: 0,
@@ -126,7 +130,15 @@ export const createGenerationRoute = createRoute({
             error: null,
             attempts: 1,
             prompt_truncated: false,
-            timings: { encode_ms: 12, denoise_ms: 8410, decode_ms: 240, jpeg_ms: 7, upload_ms: 31 },
+            timings: {
+              encode_ms: 12,
+              denoise_ms: 8410,
+              decode_ms: 240,
+              jpeg_ms: 7,
+              upload_ms: 31,
+              queued_ms: 17,
+              run_ms: 8881,
+            },
             created_at: '2026-11-28T10:15:30.123Z',
             started_at: '2026-11-28T10:15:30.140Z',
             finished_at: '2026-11-28T10:15:39.021Z',
@@ -195,6 +207,12 @@ export const createGenerationRoute = createRoute({
         detail: 'This Idempotency-Key was used in the last 24 hours with a different request body.',
         errors: [{ field: 'Idempotency-Key', message: 'already used with a different request body' }],
       },
+      {
+        code: 'webhook_url_forbidden',
+        summary: 'webhook_url at a loopback, private or link-local address',
+        detail: 'The webhook URL points at a forbidden address (169.254.169.254).',
+        errors: [{ field: 'webhook_url', message: 'points at a forbidden address (169.254.169.254)' }],
+      },
     ),
     429: {
       ...problemResponse(
@@ -226,7 +244,8 @@ export const getGenerationRoute = createRoute({
   tags: ['Generations'],
   summary: 'Get a generation',
   description:
-    'The generation as it is now. While queued, `queue_position` counts the generations ahead of it. ' +
+    'The generation as it is now. While queued, `queue_position` counts the generations ahead of it; ' +
+    'while running, `progress` counts denoising steps; `eta` estimates when it will finish. ' +
     'Once succeeded, every read mints fresh presigned output URLs valid until `expires_at`.',
   security,
   request: { params: GenerationIdParams },
@@ -279,6 +298,9 @@ export const listGenerationsRoute = createRoute({
                 num_images: 1,
                 scheduler: null,
                 queue_position: 3,
+                progress: null,
+                eta: '2026-11-28T10:16:10.000Z',
+                cancel_requested: false,
                 outputs: [],
                 error: null,
                 attempts: 0,
@@ -347,5 +369,103 @@ export const getGenerationImageRoute = createRoute({
     ),
     500: internal(IMAGE),
     503: unavailable(IMAGE),
+  },
+});
+
+const CANCEL = `${ITEM}/cancel`;
+
+const canceledExample = {
+  id: '0b6f8f2e-5c1e-4d3a-9a57-3f1f2d8c9e10',
+  object: 'generation',
+  status: 'canceled',
+  prompt: 'a lighthouse on a cliff at dawn, oil painting',
+  negative_prompt: 'blurry',
+  prompt_en: 'a lighthouse on a cliff at dawn, oil painting',
+  negative_prompt_en: 'blurry',
+  width: 512,
+  height: 512,
+  steps: 25,
+  guidance_scale: 7.5,
+  seed: 42,
+  num_images: 1,
+  scheduler: null,
+  requested_scheduler: null,
+  karras: null,
+  queue_position: null,
+  progress: { step: 9, total: 25 },
+  eta: null,
+  cancel_requested: true,
+  outputs: [],
+  error: null,
+  attempts: 1,
+  prompt_truncated: false,
+  timings: { queued_ms: 17, run_ms: 3120 },
+  created_at: '2026-11-28T10:15:30.123Z',
+  started_at: '2026-11-28T10:15:30.140Z',
+  finished_at: '2026-11-28T10:15:33.260Z',
+} as const;
+
+export const cancelGenerationRoute = createRoute({
+  method: 'post',
+  path: '/v1/generations/{id}/cancel',
+  operationId: 'cancelGeneration',
+  tags: ['Generations'],
+  summary: 'Cancel a generation',
+  description:
+    'A queued generation is canceled at once (200, `canceled`) and never runs. A running one is ' +
+    'stopped by its worker at the next denoising step: the answer is 202 with `status: running` and ' +
+    '`cancel_requested: true`, and the generation becomes `canceled` shortly after (poll it, or send ' +
+    '`Prefer: wait=N` to have the answer held until then). If its images were already being stored, ' +
+    'it ends `succeeded` instead. Canceling a canceled generation again answers 200 and changes ' +
+    'nothing; a succeeded or failed one answers 409 `generation_finished`. No request body.',
+  security,
+  request: { params: GenerationIdParams, headers: CancelGenerationHeaders },
+  responses: {
+    200: {
+      description:
+        'Canceled (now, or earlier), or, with `Prefer: wait=N`, finished within N seconds after the request.',
+      headers: {
+        'Preference-Applied': {
+          description: 'The wait the server applied, in seconds.',
+          schema: { type: 'string', example: 'wait=30' },
+        },
+      },
+      content: { 'application/json': { schema: Generation, example: canceledExample } },
+    },
+    202: {
+      description:
+        'Running: the cancel is recorded and the worker will stop the generation at its next denoising step.',
+      headers: {
+        'Preference-Applied': {
+          description: 'Present when `Prefer: wait` was honoured (the server waited, in vain).',
+          schema: { type: 'string', example: 'wait=30' },
+        },
+      },
+      content: {
+        'application/json': {
+          schema: Generation,
+          example: {
+            ...canceledExample,
+            status: 'running',
+            progress: { step: 8, total: 25 },
+            eta: '2026-11-28T10:15:38.120Z',
+            finished_at: null,
+            timings: { queued_ms: 17 },
+          },
+        },
+      },
+    },
+    401: unauthorized(CANCEL),
+    404: problemResponse(
+      'No generation with this id belongs to the calling key (or the id is not a UUID).',
+      CANCEL,
+      { code: 'not_found', detail: 'No generation with this id.' },
+    ),
+    409: problemResponse('The generation has already succeeded or failed.', CANCEL, {
+      code: 'generation_finished',
+      detail: 'The generation has already succeeded; there is nothing to cancel.',
+    }),
+    500: internal(CANCEL),
+    503: unavailable(CANCEL),
   },
 });

@@ -1,6 +1,6 @@
 // One zod schema per shape: these drive request validation, handler types and openapi.yaml.
 import { z } from '@hono/zod-openapi';
-import { GENERATION_STATUSES } from '../db/types.ts';
+import { GENERATION_STATUSES, WEBHOOK_EVENT_TYPES } from '../db/types.ts';
 import { KARRAS_SCHEDULER_CHOICES, SCHEDULER_CHOICES } from '../gpu-worker/models/text-to-image.ts';
 import { ERROR_CODES } from './errors.ts';
 
@@ -54,6 +54,31 @@ export const CreateGenerationRequest = z
         description: `Karras sigma spacing; only for ${KARRAS_SCHEDULER_CHOICES.join(', ')}. Absent: the model's configuration decides.`,
         example: true,
       }),
+    webhook_url: z
+      .url({ protocol: /^https?$/, error: 'must be an http or https URL' })
+      .max(2048)
+      .optional()
+      .openapi({
+        description:
+          'Where to POST status changes, signed per Standard Webhooks (`webhook-id`, `webhook-timestamp`, ' +
+          "`webhook-signature` with the key's secret from `GET /v1/webhooks/secret`). Loopback, private and " +
+          'link-local addresses are refused.',
+        example: 'https://example.com/hooks/easel',
+      }),
+    webhook_events: z
+      .array(z.enum(WEBHOOK_EVENT_TYPES))
+      .min(1)
+      .optional()
+      .openapi({
+        description:
+          'Which status changes to send; default: generation.completed, generation.failed, generation.canceled. ' +
+          'Needs webhook_url.',
+        example: ['generation.started', 'generation.completed', 'generation.failed', 'generation.canceled'],
+      }),
+  })
+  .refine((input) => input.webhook_events === undefined || input.webhook_url !== undefined, {
+    path: ['webhook_events'],
+    message: 'requires webhook_url',
   })
   .refine(
     (input) =>
@@ -122,8 +147,27 @@ export const StageTimings = z
     decode_ms: z.number().optional(),
     jpeg_ms: z.number().optional(),
     upload_ms: z.number().optional(),
+    queued_ms: z.number().optional().openapi({
+      description: 'From creation to the start of the last attempt; present once it has started.',
+    }),
+    run_ms: z.number().optional().openapi({
+      description: 'From the start of the last attempt to the end; present once it has ended.',
+    }),
   })
-  .openapi('StageTimings', { description: 'Milliseconds per pipeline stage of the successful attempt.' });
+  .openapi('StageTimings', {
+    description:
+      'Milliseconds: per pipeline stage of the successful attempt, plus `queued_ms` and `run_ms` when known.',
+  });
+
+export const GenerationProgress = z
+  .object({
+    step: z.int().min(0).openapi({ description: 'Denoising steps done.', example: 12 }),
+    total: z.int().min(1).openapi({ description: 'Denoising steps in all.', example: 25 }),
+  })
+  .openapi('GenerationProgress', {
+    description:
+      'Denoising progress of the running attempt, persisted by the worker at most four times a second; after the end, the last step reached.',
+  });
 
 export const Generation = z
   .object({
@@ -161,6 +205,23 @@ export const Generation = z
       description: 'Queued generations ahead of this one (0 = next); null unless status is queued.',
       example: 0,
     }),
+    progress: z.union([GenerationProgress, z.null()]).openapi({
+      description: 'Null until the worker has finished a denoising step, and while queued.',
+    }),
+    eta: isoTime.nullable().openapi({
+      description:
+        'An estimate of when the generation will finish; null when finished or when there is nothing to ' +
+        "estimate from. Running: now + the remaining steps × the attempt's moving-average step time " +
+        '(decoding and upload add a little). Queued: now + (queue_position + 1) × the mean run time of ' +
+        'the last 20 succeeded generations ÷ the workers active in the last 5 minutes (at least 1).',
+      example: '2026-11-28T10:15:39.000Z',
+    }),
+    cancel_requested: z.boolean().openapi({
+      description:
+        'True once a cancel was requested. A running generation stays `running` until the worker stops it ' +
+        'at its next denoising step, then becomes `canceled`; one whose images were already stored ends `succeeded`.',
+      example: false,
+    }),
     outputs: z.array(GenerationOutput),
     // A union rather than .nullable(): the latter would mark the shared component itself nullable.
     error: z
@@ -194,6 +255,9 @@ export const Generation = z
       requested_scheduler: null,
       karras: null,
       queue_position: 0,
+      progress: null,
+      eta: '2026-11-28T10:15:42.000Z',
+      cancel_requested: false,
       outputs: [],
       error: null,
       attempts: 0,
@@ -228,6 +292,20 @@ export const Problem = z
   })
   .openapi('Problem', { description: 'RFC 9457 problem details.' });
 
+const preferWait = (description: string) =>
+  z
+    .string()
+    .optional()
+    .openapi({ param: { name: 'Prefer', in: 'header', description }, example: 'wait=30' });
+
+export const CancelGenerationHeaders = z.object({
+  Prefer: preferWait(
+    '`wait=N` (RFC 7240) holds the response for a running generation up to N seconds (1..60; larger ' +
+      'values count as 60) until the worker has stopped it: then 200 with the finished generation, ' +
+      'otherwise 202. `Preference-Applied` confirms the wait.',
+  ),
+});
+
 export const CreateGenerationHeaders = z.object({
   'Idempotency-Key': z
     .string()
@@ -246,20 +324,11 @@ export const CreateGenerationHeaders = z.object({
       },
       example: '5d7c1f9e-2f43-4b8a-9d0e-6a1b2c3d4e5f',
     }),
-  Prefer: z
-    .string()
-    .optional()
-    .openapi({
-      param: {
-        name: 'Prefer',
-        in: 'header',
-        description:
-          '`wait=N` (RFC 7240) holds the response up to N seconds (1..60; larger values count as 60) ' +
-          'until the generation has finished: then the answer is 200 with the finished generation, ' +
-          'otherwise 202 as without the header. `Preference-Applied` confirms the wait.',
-      },
-      example: 'wait=30',
-    }),
+  Prefer: preferWait(
+    '`wait=N` (RFC 7240) holds the response up to N seconds (1..60; larger values count as 60) ' +
+      'until the generation has finished: then the answer is 200 with the finished generation, ' +
+      'otherwise 202 as without the header. `Preference-Applied` confirms the wait.',
+  ),
 });
 
 const STATUS_LIST = new RegExp(`^(${GENERATION_STATUSES.join('|')})(,(${GENERATION_STATUSES.join('|')}))*$`);

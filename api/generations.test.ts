@@ -64,6 +64,9 @@ test('POST /v1/generations queues a generation: 202, Location, defaults, chosen 
       requested_scheduler: null,
       karras: null,
       queue_position: undefined,
+      progress: null,
+      eta: null,
+      cancel_requested: false,
       outputs: [],
       error: null,
       attempts: 0,
@@ -259,7 +262,10 @@ test('a succeeded generation lists its outputs with fresh presigned URLs that do
   assert.equal(generation.status, 'succeeded');
   assert.equal(generation.queue_position, null);
   assert.equal(generation.scheduler, 'ddim');
-  assert.deepEqual(generation.timings, { encode_ms: 3, denoise_ms: 120.5, decode_ms: 9 });
+  const { queued_ms, run_ms, ...stages } = generation.timings;
+  assert.deepEqual(stages, { encode_ms: 3, denoise_ms: 120.5, decode_ms: 9 });
+  assert.equal(typeof queued_ms, 'number', 'queued_ms: created → started');
+  assert.ok(run_ms !== undefined && run_ms >= 900, `run_ms: started → finished, got ${run_ms}`);
   assert.equal(typeof generation.finished_at, 'string');
   assert.deepEqual(
     generation.outputs.map((o) => o.index),

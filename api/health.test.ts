@@ -44,7 +44,11 @@ test('GET /openapi.json is an OpenAPI 3.1 document with the paths and bearer sec
     '/readyz',
     '/v1/generations',
     '/v1/generations/{id}',
+    '/v1/generations/{id}/cancel',
     '/v1/generations/{id}/images/{index}',
+    '/v1/generations/{id}/webhook-deliveries',
+    '/v1/webhook-deliveries/{id}/redeliver',
+    '/v1/webhooks/secret',
   ]);
   assert.deepEqual(doc.components.securitySchemes.bearerAuth, {
     type: 'http',

@@ -6,6 +6,7 @@ import { ConfigError } from '../db/env.ts';
 import { migrateToLatest } from '../db/migrate.ts';
 import { createS3ObjectStore, type ObjectStore } from '../db/object-store.ts';
 import { createBoss, ensureGenerationQueue } from '../db/queue.ts';
+import { ensureWebhookQueue } from '../db/webhooks/queue.ts';
 import { createApp } from './app.ts';
 import { type ApiConfig, internalS3Settings, loadApiConfig, publicS3Settings } from './config.ts';
 import { createStatusListener } from './status-listener.ts';
@@ -56,6 +57,8 @@ try {
   boss.on('error', (error) => logger.error({ err: error }, 'pg-boss error'));
   await boss.start();
   await ensureGenerationQueue(boss);
+  // The cancel of a queued generation enqueues its webhook event in the same transaction.
+  await ensureWebhookQueue(boss);
   await statusListener.start();
 } catch (error) {
   logger.fatal({ err: error }, 'api failed to start');

@@ -3,9 +3,9 @@
 // updates NOTIFY it. A dropped connection is re-established with backoff; notifications sent
 // meanwhile are lost, so waiting requests then simply run into their own timeout.
 import { EventEmitter } from 'node:events';
-import pg from 'pg';
 import type { Logger } from 'pino';
 import { GENERATION_STATUS_CHANNEL } from '../db/generations.repository.ts';
+import { createListenConnection } from '../db/listen-connection.ts';
 
 export interface StatusSubscription {
   /**
@@ -43,79 +43,24 @@ interface Waiter {
 }
 
 export function createStatusListener(options: StatusListenerOptions): StatusListener {
-  const logger = options.logger.child({ component: 'status-listener' });
-  const minDelay = options.minReconnectDelayMs ?? 100;
-  const maxDelay = options.maxReconnectDelayMs ?? 5_000;
   const events = new EventEmitter();
   const waiters = new Map<string, Set<Waiter>>();
-  let client: pg.Client | undefined;
-  let retryTimer: NodeJS.Timeout | undefined;
-  let delay = minDelay;
   let closed = false;
-  let started: Promise<boolean> | undefined;
-
-  const onNotification = (message: pg.Notification) => {
-    if (message.channel !== GENERATION_STATUS_CHANNEL || !message.payload) return;
-    for (const waiter of waiters.get(message.payload) ?? []) {
-      if (waiter.wake) waiter.wake(true);
-      else waiter.pending = true;
-    }
-  };
-
-  function scheduleReconnect() {
-    if (closed || retryTimer) return;
-    retryTimer = setTimeout(() => {
-      retryTimer = undefined;
-      void attempt();
-    }, delay);
-    retryTimer.unref();
-    delay = Math.min(delay * 2, maxDelay);
-  }
-
-  async function attempt(): Promise<boolean> {
-    const candidate = new pg.Client({
-      connectionString: options.connectionString,
-      application_name: options.applicationName ?? 'easel-api-listener',
-      connectionTimeoutMillis: 5_000,
-      keepAlive: true,
-    });
-    let gone = false;
-    const lose = (error?: unknown) => {
-      if (gone) return;
-      gone = true;
-      candidate.removeListener('notification', onNotification);
-      candidate.end().catch(() => {});
-      if (client === candidate) {
-        client = undefined;
-        logger.warn({ err: error }, 'status listener connection lost; reconnecting');
-        events.emit('disconnected', error);
-      } else if (!closed) {
-        logger.warn({ err: error, retry_in_ms: delay }, 'status listener could not connect');
+  const connection = createListenConnection({
+    connectionString: options.connectionString,
+    channels: [GENERATION_STATUS_CHANNEL],
+    onNotification(_channel, generationId) {
+      for (const waiter of waiters.get(generationId) ?? []) {
+        if (waiter.wake) waiter.wake(true);
+        else waiter.pending = true;
       }
-      scheduleReconnect();
-    };
-    candidate.on('error', lose);
-    candidate.on('end', () => lose());
-    candidate.on('notification', onNotification);
-    try {
-      await candidate.connect();
-      await candidate.query(`LISTEN ${GENERATION_STATUS_CHANNEL}`);
-    } catch (error) {
-      lose(error);
-      return false;
-    }
-    if (gone) return false;
-    if (closed) {
-      gone = true;
-      await candidate.end().catch(() => {});
-      return false;
-    }
-    client = candidate;
-    delay = minDelay;
-    logger.info('status listener connected');
-    events.emit('connected');
-    return true;
-  }
+    },
+    logger: options.logger.child({ component: 'status-listener' }),
+    applicationName: options.applicationName ?? 'easel-api-listener',
+    minReconnectDelayMs: options.minReconnectDelayMs,
+    maxReconnectDelayMs: options.maxReconnectDelayMs,
+    events,
+  });
 
   function subscribe(generationId: string): StatusSubscription {
     const waiter: Waiter = { pending: false };
@@ -157,22 +102,15 @@ export function createStatusListener(options: StatusListenerOptions): StatusList
 
   return {
     subscribe,
-    start() {
-      started ??= attempt();
-      return started;
-    },
+    start: () => connection.start(),
     get connected() {
-      return client !== undefined;
+      return connection.connected;
     },
     events,
     async close() {
       closed = true;
-      clearTimeout(retryTimer);
-      retryTimer = undefined;
       for (const set of waiters.values()) for (const waiter of set) waiter.wake?.(false);
-      const current = client;
-      client = undefined;
-      await current?.end().catch(() => {});
+      await connection.close();
     },
   };
 }

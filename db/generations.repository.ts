@@ -21,6 +21,15 @@ export async function notifyStatusChange(db: Executor, id: string): Promise<void
   await sql`select pg_notify(${GENERATION_STATUS_CHANNEL}, ${id})`.execute(db);
 }
 
+/** Workers LISTEN here: a client asked to cancel the running generation whose id is the payload. */
+export const GENERATION_CANCEL_CHANNEL = 'easel_generation_cancel';
+
+/**
+ * Sent with every persisted progress write (payload: the generation id), for anything that
+ * follows progress live without polling (bounded by the worker's write rate, ≤ 4 per second).
+ */
+export const GENERATION_PROGRESS_CHANNEL = 'easel_generation_progress';
+
 export async function insertGeneration(db: Executor, row: NewGeneration): Promise<Generation> {
   return db.insertInto('generations').values(row).returningAll().executeTakeFirstOrThrow();
 }
@@ -60,9 +69,14 @@ export async function queuePosition(db: Executor, generation: Pick<Generation, '
 /**
  * Claims the row for an attempt. Returns undefined when the generation is gone or already
  * ended (canceled while queued, or finished by an earlier attempt that crashed before acking),
- * in which case the job must not run.
+ * or when a cancel was requested (then `markCanceled` ends it): in all these cases the job must
+ * not run.
  */
-export async function markRunning(db: Executor, id: string): Promise<Generation | undefined> {
+export async function markRunning(
+  db: Executor,
+  id: string,
+  workerId: string | null = null,
+): Promise<Generation | undefined> {
   return db
     .updateTable('generations')
     .set({
@@ -71,12 +85,129 @@ export async function markRunning(db: Executor, id: string): Promise<Generation 
       attempts: sql`attempts + 1`,
       error_code: null,
       error_message: null,
+      progress_step: null,
+      progress_total: null,
+      step_ms: null,
+      worker_id: workerId,
       updated_at: sql`now()`,
     })
     .where('id', '=', id)
     .where('status', 'in', ['queued', 'running'])
+    .where('cancel_requested_at', 'is', null)
     .returningAll()
     .executeTakeFirst();
+}
+
+export interface ProgressRecord {
+  step: number;
+  total: number;
+  /** Moving average of the measured step time; null until a step has been timed. */
+  stepMs: number | null;
+}
+
+/**
+ * Persists the running attempt's progress and NOTIFYs GENERATION_PROGRESS_CHANNEL, in one round
+ * trip. Answers whether a cancel has been requested meanwhile (so a worker that missed the cancel
+ * NOTIFY still stops), or undefined when the row is no longer running.
+ */
+export async function recordProgress(
+  db: Executor,
+  id: string,
+  progress: ProgressRecord,
+): Promise<{ cancelRequested: boolean } | undefined> {
+  const { rows } = await sql<{ cancel_requested: boolean }>`
+    with updated as (
+      update generations
+      set progress_step = ${progress.step}, progress_total = ${progress.total},
+        step_ms = ${progress.stepMs}, updated_at = now()
+      where id = ${id} and status = 'running'
+      returning id, cancel_requested_at
+    )
+    select cancel_requested_at is not null as cancel_requested,
+      pg_notify(${GENERATION_PROGRESS_CHANNEL}, id::text)
+    from updated`.execute(db);
+  const row = rows[0];
+  return row ? { cancelRequested: row.cancel_requested } : undefined;
+}
+
+/** Whether a cancel was requested for the generation (for a worker whose LISTEN was down). */
+export async function isCancelRequested(db: Executor, id: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('generations')
+    .select('cancel_requested_at')
+    .where('id', '=', id)
+    .executeTakeFirst();
+  return row?.cancel_requested_at != null;
+}
+
+/**
+ * The worker's end of a cancel: a generation whose cancel was requested (while it ran, or
+ * before a retry claimed it) becomes canceled. Notifies `Prefer: wait` listeners.
+ */
+export async function markCanceled(db: Executor, id: string): Promise<Generation | undefined> {
+  const row = await db
+    .updateTable('generations')
+    .set({ status: 'canceled', finished_at: sql`now()`, updated_at: sql`now()` })
+    .where('id', '=', id)
+    .where('status', 'in', ['queued', 'running'])
+    .where('cancel_requested_at', 'is not', null)
+    .returningAll()
+    .executeTakeFirst();
+  if (row) await notifyStatusChange(db, id);
+  return row;
+}
+
+export type CancelOutcome =
+  /** Was queued: canceled at once; the caller must also cancel the queue job (same transaction). */
+  | { kind: 'canceled'; row: Generation }
+  /** Is running: the request is recorded and the workers are told; the worker ends it. */
+  | { kind: 'requested'; row: Generation }
+  /** Canceled before: nothing changes. */
+  | { kind: 'already_canceled'; row: Generation }
+  /** Succeeded or failed: too late to cancel. */
+  | { kind: 'finished'; row: Generation }
+  | { kind: 'not_found' };
+
+/**
+ * A client's cancel. Run it in a transaction: the row is locked so the decision cannot race a
+ * worker claiming or finishing it, and the NOTIFYs go out on commit.
+ */
+export async function requestCancel(db: Executor, id: string, apiKeyId: string): Promise<CancelOutcome> {
+  const current = await db
+    .selectFrom('generations')
+    .select(['id', 'status'])
+    .where('id', '=', id)
+    .where('api_key_id', '=', apiKeyId)
+    .forUpdate()
+    .executeTakeFirst();
+  if (!current) return { kind: 'not_found' };
+  if (current.status === 'queued') {
+    const row = await db
+      .updateTable('generations')
+      .set({
+        status: 'canceled',
+        cancel_requested_at: sql`now()`,
+        finished_at: sql`now()`,
+        updated_at: sql`now()`,
+      })
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    await notifyStatusChange(db, id);
+    return { kind: 'canceled', row };
+  }
+  if (current.status === 'running') {
+    const row = await db
+      .updateTable('generations')
+      .set({ cancel_requested_at: sql`coalesce(cancel_requested_at, now())`, updated_at: sql`now()` })
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    await sql`select pg_notify(${GENERATION_CANCEL_CHANNEL}, ${id})`.execute(db);
+    return { kind: 'requested', row };
+  }
+  const row = await db.selectFrom('generations').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+  return current.status === 'canceled' ? { kind: 'already_canceled', row } : { kind: 'finished', row };
 }
 
 /** Shown to clients while the generation still runs. */
@@ -146,7 +277,14 @@ export async function markFailed(db: Executor, id: string, error: { code: string
 export async function markRequeued(db: Executor, id: string) {
   return db
     .updateTable('generations')
-    .set({ status: 'queued', started_at: null, updated_at: sql`now()` })
+    .set({
+      status: 'queued',
+      started_at: null,
+      progress_step: null,
+      progress_total: null,
+      step_ms: null,
+      updated_at: sql`now()`,
+    })
     .where('id', '=', id)
     .where('status', '=', 'running')
     .executeTakeFirst();
@@ -209,6 +347,31 @@ export async function listGenerations(
     position: { createdAt: position_at, id: row.id },
   }));
   return { rows, hasMore: found.length > query.limit };
+}
+
+/** Inputs of the queue ETA, from our own table (see api/eta.ts). */
+export interface QueueEstimateInputs {
+  /** Mean run time (started → finished) of the last RECENT_RUNS succeeded generations; null without any. */
+  avgRunMs: number | null;
+  /** Workers running a generation now or that started one within the last WORKER_WINDOW. */
+  workers: number;
+}
+
+const RECENT_RUNS = 20;
+const WORKER_WINDOW = sql`interval '5 minutes'`;
+
+export async function queueEstimateInputs(db: Executor): Promise<QueueEstimateInputs> {
+  const { rows } = await sql<{ avg_run_ms: number | null; workers: number }>`
+    select
+      (select avg(extract(epoch from (r.finished_at - r.started_at)) * 1000)::float8
+        from (select finished_at, started_at from generations
+              where status = 'succeeded' and started_at is not null
+              order by finished_at desc limit ${RECENT_RUNS}) r) as avg_run_ms,
+      (select count(distinct worker_id)::int from generations
+        where worker_id is not null
+          and (started_at > now() - ${WORKER_WINDOW} or status = 'running')) as workers`.execute(db);
+  const row = rows[0];
+  return { avgRunMs: row?.avg_run_ms ?? null, workers: row?.workers ?? 0 };
 }
 
 /**

@@ -38,6 +38,8 @@ export interface BossOptions {
   /** Producers (the API) need no maintenance loop; one worker-side instance is enough. */
   supervise?: boolean;
   max?: number;
+  /** How often expired and dead-heartbeat jobs are found (pg-boss default 60 s). */
+  monitorIntervalSeconds?: number;
 }
 
 export function createBoss(connectionString: string, options: BossOptions = {}): PgBoss {
@@ -51,6 +53,12 @@ export function createBoss(connectionString: string, options: BossOptions = {}):
     supervise: options.supervise ?? true,
     schedule: false,
     connectionTimeoutMillis: 5_000,
+    ...(options.monitorIntervalSeconds
+      ? {
+          monitorIntervalSeconds: options.monitorIntervalSeconds,
+          superviseIntervalSeconds: options.monitorIntervalSeconds,
+        }
+      : {}),
   });
 }
 
@@ -98,6 +106,18 @@ export async function enqueueGeneration(
 ): Promise<void> {
   const payload: GenerationJob = { v: 1, generation_id: generationId };
   await boss.send(GENERATION_QUEUE, payload, { id: generationId, db: fromKysely(trx) });
+}
+
+/**
+ * Cancels a generation's job inside the caller's transaction (with the row's own cancel), so it
+ * is never fetched. A job a worker already fetched is unaffected; its claim finds the row canceled.
+ */
+export async function cancelGenerationJob(
+  boss: PgBoss,
+  trx: Parameters<typeof fromKysely>[0],
+  generationId: string,
+): Promise<void> {
+  await boss.cancel(GENERATION_QUEUE, generationId, { db: fromKysely(trx) });
 }
 
 /** Ids of generation jobs pg-boss still holds as runnable or running (for diagnostics and tests). */

@@ -40,6 +40,15 @@ export interface ApiKeysTable {
   revoked_at: Timestamp | null;
   /** Cap on this key's queued+running generations; null means the server default (MAX_IN_FLIGHT_PER_KEY). */
   max_in_flight: number | null;
+  /** Signs webhooks: `whsec_<base64 of 32 random bytes>`; the database fills it in on insert. */
+  webhook_secret: ColumnType<string, string | undefined, string>;
+  /** The secret before the last rotation, still signing until the expiry below. */
+  webhook_secret_previous: ColumnType<string | null, string | null | undefined, string | null>;
+  webhook_secret_previous_expires_at: ColumnType<
+    Date | null,
+    Date | string | null | undefined,
+    Date | string | null
+  >;
 }
 
 export interface GenerationsTable {
@@ -74,6 +83,19 @@ export interface GenerationsTable {
   started_at: Timestamp | null;
   finished_at: Timestamp | null;
   updated_at: DefaultTimestamp;
+  /** A client asked to cancel while it ran; the worker ends it as canceled at its next step. */
+  cancel_requested_at: Timestamp | null;
+  /** The running (or last) attempt's last persisted denoising step, 1-based; null before the first. */
+  progress_step: number | null;
+  progress_total: number | null;
+  /** Moving average of the attempt's measured step time, for the ETA. */
+  step_ms: number | null;
+  /** WORKER_ID of the worker that ran the last attempt. */
+  worker_id: string | null;
+  /** Where status changes are POSTed (Standard Webhooks); null: no webhooks. */
+  webhook_url: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The event types to send; null when there is no webhook_url. */
+  webhook_events: ColumnType<string[] | null, string[] | null | undefined, string[] | null>;
 }
 
 /** One Idempotency-Key per API key; reusable once older than 24 h (the entry is then re-pointed). */
@@ -86,10 +108,54 @@ export interface IdempotencyKeysTable {
   created_at: DefaultTimestamp;
 }
 
+export const WEBHOOK_EVENT_TYPES = [
+  'generation.started',
+  'generation.completed',
+  'generation.failed',
+  'generation.canceled',
+] as const;
+export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
+export const WEBHOOK_EVENT_STATUSES = ['pending', 'delivered', 'failed', 'disabled'] as const;
+export type WebhookEventStatus = (typeof WEBHOOK_EVENT_STATUSES)[number];
+
+/** One status change to tell a generation's webhook about; the id is the stable `webhook-id`. */
+export interface WebhookEventsTable {
+  id: string;
+  generation_id: string;
+  api_key_id: string;
+  type: WebhookEventType;
+  url: string;
+  /** The generations row at the status change (JSON; dates as ISO strings). */
+  snapshot: ColumnType<Record<string, unknown>, string, string>;
+  status: ColumnType<WebhookEventStatus, WebhookEventStatus | undefined, WebhookEventStatus>;
+  attempts: ColumnType<number, number | undefined, number>;
+  next_attempt_at: Timestamp | null;
+  created_at: DefaultTimestamp;
+  delivered_at: Timestamp | null;
+}
+
+/** One attempt to deliver a webhook event. */
+export interface WebhookDeliveriesTable {
+  id: Generated<string>;
+  event_id: string;
+  url: string;
+  attempt: number;
+  status_code: number | null;
+  latency_ms: number;
+  error: string | null;
+  /** The first 4 KiB of the response body. */
+  response_body: string | null;
+  /** When the next attempt is due; null when none follows. */
+  next_attempt_at: Timestamp | null;
+  created_at: DefaultTimestamp;
+}
+
 export interface Database {
   api_keys: ApiKeysTable;
   generations: GenerationsTable;
   idempotency_keys: IdempotencyKeysTable;
+  webhook_events: WebhookEventsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
 }
 
 export type ApiKey = Selectable<ApiKeysTable>;
@@ -97,3 +163,5 @@ export type Generation = Selectable<GenerationsTable>;
 export type NewGeneration = Insertable<GenerationsTable>;
 export type GenerationUpdate = Updateable<GenerationsTable>;
 export type IdempotencyKey = Selectable<IdempotencyKeysTable>;
+export type WebhookEvent = Selectable<WebhookEventsTable>;
+export type WebhookDelivery = Selectable<WebhookDeliveriesTable>;

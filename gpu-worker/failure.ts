@@ -29,3 +29,8 @@ export function classifyFailure(error: unknown): Failure {
   if (code === 'storage_unavailable') return { code, message, permanent: false };
   return { code: 'internal_error', message, permanent: false };
 }
+
+/** A client canceled the generation: the job ends as canceled, neither failed nor retried. */
+export class CancelAbort extends Error {
+  override name = 'CancelAbort';
+}

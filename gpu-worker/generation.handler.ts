@@ -1,24 +1,30 @@
 // Runs one generation job: claim the row, denoise, encode, upload, record. Permanent failures
-// end the generation at once; transient ones are handed back to pg-boss for a retry.
-import type { JobWithMetadata } from 'pg-boss';
+// end the generation at once; transient ones are handed back to pg-boss for a retry; a client's
+// cancel stops the denoising loop at its next step and ends the generation as canceled.
+import type { JobWithMetadata, PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
 import type { Db } from '../db/connect.ts';
 import {
+  markCanceled,
   markFailed,
   markRequeued,
   markRunning,
   markSucceeded,
+  recordProgress,
   recordTranslation,
 } from '../db/generations.repository.ts';
 import { type ObjectStore, outputKey } from '../db/object-store.ts';
 import { generationJob } from '../db/queue.ts';
 import type { StoredOutput } from '../db/types.ts';
-import { classifyFailure, JobTimeoutAbort, ShutdownAbort } from './failure.ts';
+import { withWebhookEvent } from '../db/webhooks.repository.ts';
+import type { CancelWatcher } from './cancel-listener.ts';
+import { CancelAbort, classifyFailure, JobTimeoutAbort, ShutdownAbort } from './failure.ts';
 import { encodeJpeg } from './jpeg.ts';
 import type { SchedulerChoice, TextToImage } from './models/text-to-image.ts';
 import { type TranslationMode, type Translator, translatePrompt } from './models/translator.ts';
+import { createProgressReporter } from './progress.ts';
 
-export type JobOutcome = 'succeeded' | 'failed' | 'skipped' | 'retry';
+export type JobOutcome = 'succeeded' | 'failed' | 'canceled' | 'skipped' | 'retry';
 
 export interface HandlerDeps {
   db: Db;
@@ -31,6 +37,12 @@ export interface HandlerDeps {
   shutdownSignal: AbortSignal;
   /** Lets health/metrics see which generation is on the accelerator. */
   onActive?: (generationId: string | undefined) => void;
+  /** Delivers cancel requests for the running generation (absent: only the row checks see them). */
+  cancels?: CancelWatcher;
+  /** Recorded on the row: which worker ran the attempt. */
+  workerId?: string;
+  /** Queues webhook events in the transaction of each status change (absent: the sender's sweep does). */
+  boss?: PgBoss;
 }
 
 const JPEG_CONTENT_TYPE = 'image/jpeg';
@@ -48,8 +60,23 @@ export function createGenerationHandler(deps: HandlerDeps) {
     const id = parsed.data.generation_id;
     const logger = deps.logger.child({ generation_id: id, job_id: job.id, attempt: job.retryCount + 1 });
 
-    const generation = await markRunning(db, id);
+    // Watched before the claim, so a cancel sent right after it is not missed.
+    const cancel = new AbortController();
+    const requestCancel = () => cancel.abort(new CancelAbort('the generation was canceled'));
+    const unwatch = deps.cancels?.watch(id, requestCancel);
+    const generation = await withWebhookEvent(db, deps.boss, (trx) =>
+      markRunning(trx, id, deps.workerId ?? null),
+    ).catch((error: unknown) => {
+      unwatch?.();
+      throw error;
+    });
     if (!generation) {
+      unwatch?.();
+      // A cancel requested while it ran on a worker that then died (or before a retry) ends here.
+      if (await withWebhookEvent(db, deps.boss, (trx) => markCanceled(trx, id))) {
+        logger.info({ steps_done: 0 }, 'generation canceled');
+        return 'canceled';
+      }
       logger.info('generation no longer runnable (canceled, finished or deleted); skipping');
       return 'skipped';
     }
@@ -58,7 +85,14 @@ export function createGenerationHandler(deps: HandlerDeps) {
       { steps: generation.steps, width: generation.width, height: generation.height },
       'generation started',
     );
-    const signal = AbortSignal.any([job.signal, shutdownSignal]);
+    const progress = createProgressReporter({
+      async write(record) {
+        const state = await recordProgress(db, id, record);
+        if (state?.cancelRequested) requestCancel();
+      },
+      onError: (error) => logger.warn({ err: error }, 'progress write failed'),
+    });
+    const signal = AbortSignal.any([job.signal, shutdownSignal, cancel.signal]);
     try {
       // Russian prompts become English before tokenization (CLIP's vocabulary is English).
       const [prompt, negative] = await Promise.all([
@@ -81,7 +115,11 @@ export function createGenerationHandler(deps: HandlerDeps) {
         scheduler: (generation.requested_scheduler as SchedulerChoice | null) ?? undefined,
         karras: generation.requested_karras ?? undefined,
         signal,
+        onStep: progress.step,
       });
+      await progress.flush();
+      // A cancel can still drop images that were never stored; once stored, they are kept.
+      cancel.signal.throwIfAborted();
 
       const jpegStart = performance.now();
       const jpegs = await Promise.all(result.images.map((image) => encodeJpeg(image)));
@@ -114,18 +152,31 @@ export function createGenerationHandler(deps: HandlerDeps) {
         jpeg_ms: round(jpegMs),
         upload_ms: round(uploadMs),
       };
-      const recorded = await markSucceeded(db, id, {
-        promptEn: prompt.promptEn,
-        negativePromptEn: negative.promptEn,
-        outputs,
-        timings,
-        scheduler: result.scheduler,
-        promptTruncated: result.promptTruncated,
-      });
+      const recorded = await withWebhookEvent(db, deps.boss, (trx) =>
+        markSucceeded(trx, id, {
+          promptEn: prompt.promptEn,
+          negativePromptEn: negative.promptEn,
+          outputs,
+          timings,
+          scheduler: result.scheduler,
+          promptTruncated: result.promptTruncated,
+        }),
+      );
       if (!recorded) logger.warn('generation changed state while running; result kept in storage only');
       logger.info({ timings }, 'generation succeeded');
       return 'succeeded';
     } catch (error) {
+      // The last step reached is what the row shows (and what the log reports).
+      await progress.flush();
+      if (cancel.signal.aborted) {
+        if (!(await withWebhookEvent(db, deps.boss, (trx) => markCanceled(trx, id))))
+          logger.warn('generation changed state while canceling');
+        logger.info(
+          { steps_done: progress.stepsDone, steps_total: progress.total ?? null },
+          'generation canceled',
+        );
+        return 'canceled';
+      }
       const cause = job.signal.aborted
         ? new JobTimeoutAbort(`job exceeded its timeout of ${job.expireInSeconds} s`, { cause: error })
         : shutdownSignal.aborted
@@ -134,7 +185,7 @@ export function createGenerationHandler(deps: HandlerDeps) {
       const failure = classifyFailure(cause);
       const lastAttempt = job.retryCount >= job.retryLimit;
       if (failure.permanent || lastAttempt) {
-        await markFailed(db, id, failure);
+        await withWebhookEvent(db, deps.boss, (trx) => markFailed(trx, id, failure));
         logger.error({ err: error, code: failure.code, permanent: failure.permanent }, 'generation failed');
         if (failure.permanent) return 'failed';
         throw cause;
@@ -144,6 +195,7 @@ export function createGenerationHandler(deps: HandlerDeps) {
       logger.warn({ err: error, code: failure.code }, 'generation attempt failed; will retry');
       throw cause;
     } finally {
+      unwatch?.();
       deps.onActive?.(undefined);
     }
   };

@@ -7,6 +7,8 @@ import { ConfigError, s3SettingsFrom } from '../db/env.ts';
 import { migrateToLatest } from '../db/migrate.ts';
 import { createS3ObjectStore } from '../db/object-store.ts';
 import { createBoss, ensureGenerationQueue } from '../db/queue.ts';
+import { ensureWebhookQueue } from '../db/webhooks/queue.ts';
+import { createCancelListener } from './cancel-listener.ts';
 import { loadWorkerConfig, type WorkerConfig } from './config.ts';
 import { createGenerationHandler } from './generation.handler.ts';
 import { serverUrl, startHealthServer } from './health-server.ts';
@@ -30,6 +32,9 @@ const db = createDb(env.DATABASE_URL, { max: 4, applicationName: 'easel-worker' 
 const store = createS3ObjectStore(s3SettingsFrom(env));
 const boss = createBoss(env.DATABASE_URL, { applicationName: 'easel-worker', supervise: true });
 boss.on('error', (error) => logger.error({ err: error }, 'pg-boss error'));
+// Not fatal when it cannot connect: it keeps retrying, and the row checks (claim, progress
+// writes) still see cancels meanwhile.
+const cancels = createCancelListener({ connectionString: env.DATABASE_URL, db, logger });
 
 const shutdown = new AbortController();
 let models: WarmModels | undefined;
@@ -75,12 +80,14 @@ try {
       await store.ensureBucket();
       await boss.start();
       await ensureGenerationQueue(boss, config.queuePolicy);
+      await ensureWebhookQueue(boss);
+      await cancels.start();
     })(),
   ]);
 } catch (error) {
   // A worker that cannot load its models or reach its dependencies must not take jobs.
   logger.fatal({ err: error }, 'worker failed to start');
-  await Promise.allSettled([boss.stop({ graceful: false }), db.destroy()]);
+  await Promise.allSettled([boss.stop({ graceful: false }), cancels.close(), db.destroy()]);
   health?.close();
   process.exit(1);
 }
@@ -96,6 +103,9 @@ const handle = createGenerationHandler({
   onActive: (id) => {
     activeGeneration = id;
   },
+  cancels,
+  workerId: env.WORKER_ID,
+  boss,
 });
 const loop = await startQueueLoop(boss, handle);
 ready = true;
@@ -118,6 +128,7 @@ async function stop(signal: string) {
     clearTimeout(timer);
   }
   await boss.stop({ graceful: true, timeout: 5_000 });
+  await cancels.close();
   await models?.release();
   await db.destroy();
   store.close();

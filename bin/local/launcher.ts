@@ -94,6 +94,16 @@ export async function runLocal(): Promise<void> {
         services.push(s);
         return s;
       }),
+      startService({
+        name: 'webhook-sender',
+        script: 'api/webhook-sender.main.ts',
+        env,
+        readyMsg: 'webhook sender ready',
+        onLine: forward('[webhooks]'),
+      }).then((s) => {
+        services.push(s);
+        return s;
+      }),
     ]);
     for (const service of services) {
       service.child.on('exit', (code) => {

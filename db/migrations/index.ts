@@ -2,12 +2,16 @@ import type { Migration, MigrationProvider } from 'kysely/migration';
 import * as m0001 from './0001-initial.ts';
 import * as m0002 from './0002-translation-and-scheduler.ts';
 import * as m0003 from './0003-idempotency-and-limits.ts';
+import * as m0004 from './0004-cancel-and-progress.ts';
+import * as m0005 from './0005-webhooks.ts';
 
 // A static list rather than a folder scan: it works the same from source, a bundle or a container.
 const migrations: Record<string, Migration> = {
   '0001-initial': m0001,
   '0002-translation-and-scheduler': m0002,
   '0003-idempotency-and-limits': m0003,
+  '0004-cancel-and-progress': m0004,
+  '0005-webhooks': m0005,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -24,6 +24,9 @@ export interface Stack {
   workers: ServiceProcess[];
   startApi(extraEnv?: NodeJS.ProcessEnv): Promise<ServiceProcess>;
   startWorker(extraEnv?: NodeJS.ProcessEnv): Promise<ServiceProcess>;
+  /** The webhook sender process (api/webhook-sender.main.ts); several may run. */
+  senders: ServiceProcess[];
+  startWebhookSender(extraEnv?: NodeJS.ProcessEnv): Promise<ServiceProcess>;
   baseUrl(): string;
   request(path: string, init?: RequestInit): Promise<Response>;
   /**
@@ -63,6 +66,18 @@ export async function startStack(label: string, extraEnv: NodeJS.ProcessEnv = {}
     env,
     apiKey,
     workers: [],
+    senders: [],
+    async startWebhookSender(more = {}) {
+      const sender = await startService({
+        name: 'webhook-sender',
+        script: 'api/webhook-sender.main.ts',
+        env: { ...env, ...more },
+        readyMsg: 'webhook sender ready',
+        onLine: onLine('webhook-sender'),
+      });
+      stack.senders.push(sender);
+      return sender;
+    },
     async startApi(more = {}) {
       stack.api = await startService({
         name: 'api',
@@ -122,7 +137,11 @@ export async function startStack(label: string, extraEnv: NodeJS.ProcessEnv = {}
     },
     async stop() {
       await boss?.stop({ graceful: false });
-      await Promise.allSettled([...stack.workers.map((w) => w.stop()), stack.api?.stop()]);
+      await Promise.allSettled([
+        ...stack.workers.map((w) => w.stop()),
+        ...stack.senders.map((s) => s.stop()),
+        stack.api?.stop(),
+      ]);
       await s3.stop();
       await database.drop();
       await rm(dataDir, { recursive: true, force: true });

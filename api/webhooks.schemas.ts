@@ -1,0 +1,118 @@
+// Webhook shapes: the signing secret, the delivery log, a redelivery.
+import { z } from '@hono/zod-openapi';
+import { WEBHOOK_EVENT_TYPES } from '../db/types.ts';
+
+const isoTime = z.iso.datetime().openapi({ example: '2026-11-28T10:15:30.123Z' });
+
+export const WebhookSecret = z
+  .object({
+    object: z.literal('webhook_secret'),
+    secret: z.string().openapi({
+      description:
+        'Verifies `webhook-signature` (Standard Webhooks): HMAC-SHA256 keyed by the base64-decoded part after `whsec_`.',
+      example: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+    }),
+    previous_secret_expires_at: isoTime.nullable().openapi({
+      description:
+        'After a rotation, the previous secret still signs (a second signature) until this instant; null otherwise.',
+    }),
+  })
+  .openapi('WebhookSecret', {
+    example: {
+      object: 'webhook_secret',
+      secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwB0jNwE1FbYk=',
+      previous_secret_expires_at: null,
+    },
+  });
+
+export const WebhookDelivery = z
+  .object({
+    id: z.uuid().openapi({ example: '5f0c9a7e-1b2d-4c3e-8f9a-0b1c2d3e4f5a' }),
+    object: z.literal('webhook_delivery'),
+    webhook_id: z.string().openapi({
+      description: 'The `webhook-id` sent: the same for every attempt of one event.',
+      example: 'evt_2b8f3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d',
+    }),
+    type: z.enum(WEBHOOK_EVENT_TYPES).openapi({ example: 'generation.completed' }),
+    url: z.string().openapi({ example: 'https://example.com/hooks/easel' }),
+    attempt: z.int().min(1).openapi({ example: 1 }),
+    status_code: z
+      .int()
+      .nullable()
+      .openapi({ description: "The receiver's HTTP status; null when no response came.", example: 200 }),
+    latency_ms: z.int().min(0).openapi({ example: 84 }),
+    error: z.string().nullable().openapi({
+      description:
+        'Why the attempt failed (timeout, connection error, HTTP status, forbidden address); null on success.',
+      example: null,
+    }),
+    next_attempt_at: isoTime
+      .nullable()
+      .openapi({ description: 'When the next attempt is due; null when none follows.' }),
+    created_at: isoTime,
+  })
+  .openapi('WebhookDelivery', {
+    example: {
+      id: '5f0c9a7e-1b2d-4c3e-8f9a-0b1c2d3e4f5a',
+      object: 'webhook_delivery',
+      webhook_id: 'evt_2b8f3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d',
+      type: 'generation.completed',
+      url: 'https://example.com/hooks/easel',
+      attempt: 1,
+      status_code: 200,
+      latency_ms: 84,
+      error: null,
+      next_attempt_at: null,
+      created_at: '2026-11-28T10:15:39.120Z',
+    },
+  });
+
+export const WebhookDeliveryList = z
+  .object({
+    object: z.literal('list'),
+    data: z.array(WebhookDelivery).openapi({ description: 'Oldest first.' }),
+  })
+  .openapi('WebhookDeliveryList', {
+    example: {
+      object: 'list',
+      data: [
+        {
+          id: '5f0c9a7e-1b2d-4c3e-8f9a-0b1c2d3e4f5a',
+          object: 'webhook_delivery',
+          webhook_id: 'evt_2b8f3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d',
+          type: 'generation.completed',
+          url: 'https://example.com/hooks/easel',
+          attempt: 1,
+          status_code: 200,
+          latency_ms: 84,
+          error: null,
+          next_attempt_at: null,
+          created_at: '2026-11-28T10:15:39.120Z',
+        },
+      ],
+    },
+  });
+
+export const WebhookDeliveryIdParams = z.object({
+  id: z.uuid().openapi({
+    param: { name: 'id', in: 'path', description: 'A delivery id from the delivery log.' },
+    example: '5f0c9a7e-1b2d-4c3e-8f9a-0b1c2d3e4f5a',
+  }),
+});
+
+export const WebhookRedelivery = z
+  .object({
+    object: z.literal('webhook_redelivery'),
+    webhook_id: z.string().openapi({ example: 'evt_2b8f3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d' }),
+    attempt: z
+      .int()
+      .min(1)
+      .openapi({ description: 'The attempt number the redelivery will have.', example: 4 }),
+  })
+  .openapi('WebhookRedelivery', {
+    example: {
+      object: 'webhook_redelivery',
+      webhook_id: 'evt_2b8f3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d',
+      attempt: 2,
+    },
+  });

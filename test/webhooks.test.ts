@@ -1,0 +1,317 @@
+// Webhooks on the real stack: API, GPU worker and webhook sender as processes, real HTTP receivers
+// on 127.0.0.1 (allowed by WEBHOOK_ALLOW_PRIVATE=true), a compressed retry schedule.
+import assert from 'node:assert/strict';
+import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, test } from 'node:test';
+import { Webhook } from 'standardwebhooks';
+import { findWebhookEvent } from '../db/webhooks.repository.ts';
+import { type Stack, startStack } from './harness/stack.ts';
+
+const SENDER_ENV = {
+  WEBHOOK_RETRY_SCHEDULE: '0,1,1,1,1,1',
+  WEBHOOK_TIMEOUT_SECONDS: '1.5',
+  WEBHOOK_RECOVERY_SECONDS: '1',
+};
+
+interface Received {
+  id: string;
+  timestamp: string;
+  signature: string;
+  body: string;
+  headers: IncomingHttpHeaders;
+  payload: { type: string; timestamp: string; data: { id: string; status: string; outputs: unknown[] } };
+}
+
+/** What the receiver does with its n-th request (0-based); default 200. */
+type Behaviour = (n: number, res: ServerResponse) => void;
+
+interface Receiver {
+  url: string;
+  port: number;
+  received: Received[];
+  /** Resolves when `count` requests have arrived. */
+  waitFor(count: number): Promise<Received[]>;
+  close(): Promise<void>;
+}
+
+async function startReceiver(behaviour: Behaviour = (_n, res) => res.end('ok'), port = 0): Promise<Receiver> {
+  const received: Received[] = [];
+  const waiters: { count: number; resolve: (r: Received[]) => void }[] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      const n = received.length;
+      received.push({
+        id: String(req.headers['webhook-id']),
+        timestamp: String(req.headers['webhook-timestamp']),
+        signature: String(req.headers['webhook-signature']),
+        body,
+        headers: req.headers,
+        payload: JSON.parse(body),
+      });
+      for (const w of [...waiters]) {
+        if (received.length >= w.count) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve([...received]);
+        }
+      }
+      behaviour(n, res);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const actual = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${actual}/hook`,
+    port: actual,
+    received,
+    waitFor: (count) =>
+      received.length >= count
+        ? Promise.resolve([...received])
+        : new Promise((resolve) => waiters.push({ count, resolve })),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+let stack: Stack;
+let secret: string;
+
+before(async () => {
+  stack = await startStack('webhooks', { WEBHOOK_ALLOW_PRIVATE: 'true', WARMUP_SIZE: '64' });
+  await stack.startApi();
+  await stack.startWebhookSender(SENDER_ENV);
+  await stack.startWorker();
+  const res = await stack.request('/v1/webhooks/secret');
+  assert.equal(res.status, 200);
+  secret = ((await res.json()) as { secret: string }).secret;
+});
+
+after(async () => {
+  await stack?.stop();
+});
+
+async function create(webhookUrl: string, events?: string[]): Promise<string> {
+  const res = await stack.request('/v1/generations', {
+    method: 'POST',
+    body: JSON.stringify({
+      prompt: 'a webhook test',
+      width: 64,
+      height: 64,
+      steps: 2,
+      webhook_url: webhookUrl,
+      ...(events ? { webhook_events: events } : {}),
+    }),
+  });
+  assert.equal(res.status, 202, await res.clone().text());
+  return ((await res.json()) as { id: string }).id;
+}
+
+interface LogEntry {
+  id: string;
+  webhook_id: string;
+  type: string;
+  attempt: number;
+  status_code: number | null;
+  error: string | null;
+  next_attempt_at: string | null;
+}
+
+async function deliveryLog(id: string): Promise<LogEntry[]> {
+  const res = await stack.request(`/v1/generations/${id}/webhook-deliveries`);
+  assert.equal(res.status, 200);
+  return ((await res.json()) as { data: LogEntry[] }).data;
+}
+
+/** Polls the delivery log (the sender records after the receiver has answered). */
+async function logUntil(id: string, done: (log: LogEntry[]) => boolean, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const log = await deliveryLog(id);
+    if (done(log)) return log;
+    if (Date.now() > deadline) throw new Error(`delivery log never matched: ${JSON.stringify(log)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const verify = (r: Received) => new Webhook(secret).verify(r.body, r.headers as Record<string, string>);
+
+test('completed event: signed (standardwebhooks verifies), full resource, default filter skips started', async () => {
+  const receiver = await startReceiver();
+  try {
+    const id = await create(receiver.url);
+    const [hit] = await receiver.waitFor(1);
+    assert.ok(hit);
+    assert.deepEqual(verify(hit), hit.payload);
+    assert.match(hit.id, /^evt_[0-9a-f-]{36}$/);
+    assert.equal(hit.payload.type, 'generation.completed');
+    assert.equal(hit.payload.data.id, id);
+    assert.equal(hit.payload.data.status, 'succeeded');
+    assert.equal(hit.payload.data.outputs.length, 1);
+    assert.ok(Math.abs(Number(hit.timestamp) - Date.now() / 1000) < 30);
+    const log = await logUntil(id, (l) => l.length === 1);
+    assert.equal(log[0]?.status_code, 200);
+    assert.equal(log[0]?.webhook_id, hit.id);
+    // The started event was never recorded (it would have been, with the running status, before this one).
+    const events = await stack.database.db
+      .selectFrom('webhook_events')
+      .select('type')
+      .where('generation_id', '=', id)
+      .execute();
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['generation.completed'],
+    );
+    assert.equal(receiver.received.length, 1);
+
+    // Redeliver: the same webhook-id again, a new attempt in the log.
+    const res = await stack.request(`/v1/webhook-deliveries/${log[0]?.id}/redeliver`, { method: 'POST' });
+    assert.equal(res.status, 202);
+    const [, again] = await receiver.waitFor(2);
+    assert.equal(again?.id, hit.id);
+    assert.deepEqual(verify(again as Received), again?.payload);
+    const after = await logUntil(id, (l) => l.length === 2);
+    assert.deepEqual(
+      after.map((e) => [e.attempt, e.status_code]),
+      [
+        [1, 200],
+        [2, 200],
+      ],
+    );
+    // Another key cannot see the log.
+    const foreign = await stack.request(`/v1/webhook-deliveries/${log[0]?.id}/redeliver`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer esl_nope' },
+    });
+    assert.equal(foreign.status, 401);
+  } finally {
+    await receiver.close();
+  }
+});
+
+test('asked-for started event arrives before completed', async () => {
+  const receiver = await startReceiver();
+  try {
+    await create(receiver.url, ['generation.started', 'generation.completed']);
+    const hits = await receiver.waitFor(2);
+    assert.deepEqual(hits.map((h) => h.payload.type).sort(), ['generation.completed', 'generation.started']);
+    assert.notEqual(hits[0]?.id, hits[1]?.id);
+    for (const h of hits) assert.deepEqual(verify(h), h.payload);
+  } finally {
+    await receiver.close();
+  }
+});
+
+test('500 then 200: exactly one more attempt, same webhook-id; the log matches', async () => {
+  const receiver = await startReceiver((n, res) => {
+    res.statusCode = n === 0 ? 500 : 200;
+    res.end(n === 0 ? 'boom' : 'ok');
+  });
+  try {
+    const id = await create(receiver.url);
+    const hits = await receiver.waitFor(2);
+    assert.equal(hits[0]?.id, hits[1]?.id);
+    assert.notEqual(hits[0]?.signature, undefined);
+    const log = await logUntil(id, (l) => l.length === 2 && l[1]?.status_code === 200);
+    assert.deepEqual(
+      log.map((e) => [e.attempt, e.status_code]),
+      [
+        [1, 500],
+        [2, 200],
+      ],
+    );
+    assert.ok(log[0]?.next_attempt_at);
+    assert.equal(log[1]?.next_attempt_at, null);
+    const event = await findWebhookEvent(stack.database.db, hits[0]?.id ?? '');
+    assert.equal(event?.status, 'delivered');
+    assert.equal(receiver.received.length, 2);
+  } finally {
+    await receiver.close();
+  }
+});
+
+test('receiver down for the first attempts gets the event once it is up', async () => {
+  const placeholder = await startReceiver();
+  const { port, url } = placeholder;
+  await placeholder.close();
+  const id = await create(url);
+  await logUntil(id, (l) => l.length >= 2);
+  const receiver = await startReceiver(undefined, port);
+  try {
+    const [hit] = await receiver.waitFor(1);
+    assert.deepEqual(verify(hit as Received), hit?.payload);
+    const log = await logUntil(id, (l) => l.some((e) => e.status_code === 200));
+    assert.ok(log.slice(0, 2).every((e) => e.status_code === null && e.error));
+    assert.ok(log.every((e) => e.webhook_id === hit?.id));
+  } finally {
+    await receiver.close();
+  }
+});
+
+test('410 Gone stops retries and disables the event', async () => {
+  const receiver = await startReceiver((_n, res) => {
+    res.statusCode = 410;
+    res.end();
+  });
+  try {
+    const id = await create(receiver.url);
+    const [hit] = await receiver.waitFor(1);
+    const log = await logUntil(id, (l) => l.length === 1);
+    assert.equal(log[0]?.status_code, 410);
+    assert.equal(log[0]?.next_attempt_at, null);
+    const event = await findWebhookEvent(stack.database.db, hit?.id ?? '');
+    assert.equal(event?.status, 'disabled');
+    // A later generation to another receiver completes; nothing more reached this one.
+    const other = await startReceiver();
+    await create(other.url);
+    await other.waitFor(1);
+    await other.close();
+    assert.equal(receiver.received.length, 1);
+  } finally {
+    await receiver.close();
+  }
+});
+
+test('a slow receiver hits the timeout and is retried', async () => {
+  const receiver = await startReceiver((n, res) => {
+    if (n === 0) setTimeout(() => res.end('late'), 3000).unref();
+    else res.end('ok');
+  });
+  try {
+    const id = await create(receiver.url);
+    const hits = await receiver.waitFor(2);
+    assert.equal(hits[0]?.id, hits[1]?.id);
+    const log = await logUntil(id, (l) => l.some((e) => e.status_code === 200));
+    assert.equal(log[0]?.status_code, null);
+    assert.match(log[0]?.error ?? '', /timed out/);
+    assert.equal(log.at(-1)?.status_code, 200);
+  } finally {
+    await receiver.close();
+  }
+});
+
+test('a sender killed mid-send loses no event: a restarted sender delivers it', async () => {
+  let release: (() => void) | undefined;
+  const receiver = await startReceiver((n, res) => {
+    if (n === 0) release = () => res.end('too late');
+    else res.end('ok');
+  });
+  try {
+    await create(receiver.url);
+    const [first] = await receiver.waitFor(1);
+    for (const sender of stack.senders) await sender.stop('SIGKILL');
+    stack.senders.length = 0;
+    release?.();
+    await stack.startWebhookSender(SENDER_ENV);
+    const hits = await receiver.waitFor(2);
+    assert.equal(hits[1]?.id, first?.id);
+    assert.deepEqual(verify(hits[1] as Received), hits[1]?.payload);
+  } finally {
+    await receiver.close();
+  }
+});
