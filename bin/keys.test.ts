@@ -253,3 +253,27 @@ describe('easel keys set', () => {
     assert.equal((await createGeneration(created.key, 'third')).status, 202);
   });
 });
+
+test('create prints the webhook secret once; rotate-webhook-secret keeps the old one valid for the overlap', async () => {
+  const created = (await createJson('--name', 'hooks')) as KeyJson & { key: string; webhook_secret: string };
+  assert.match(created.webhook_secret, /^whsec_/);
+  const secretRes = await fetch(`${stack.baseUrl()}/v1/webhooks/secret`, {
+    headers: { Authorization: `Bearer ${created.key}` },
+  });
+  assert.equal(secretRes.status, 200);
+  assert.ok(JSON.stringify(await secretRes.json()).includes(created.webhook_secret));
+
+  const rotated = JSON.parse(await ok('rotate-webhook-secret', created.prefix, '--overlap', '600', '--json')) as {
+    webhook_secret: string;
+  };
+  assert.match(rotated.webhook_secret, /^whsec_/);
+  assert.notEqual(rotated.webhook_secret, created.webhook_secret);
+  const row = await stack.database.db
+    .selectFrom('api_keys')
+    .select(['webhook_secret', 'webhook_secret_previous', 'webhook_secret_previous_expires_at'])
+    .where('id', '=', created.id)
+    .executeTakeFirstOrThrow();
+  assert.equal(row.webhook_secret, rotated.webhook_secret);
+  assert.equal(row.webhook_secret_previous, created.webhook_secret);
+  assert.ok(row.webhook_secret_previous_expires_at && row.webhook_secret_previous_expires_at > new Date());
+});

@@ -10,6 +10,7 @@ export const keysUsage = `usage:
   easel keys list [--json]
   easel keys revoke ID_OR_PREFIX [--json]
   easel keys set ID_OR_PREFIX [--name NAME] [--max-in-flight N|default] [--json]
+  easel keys rotate-webhook-secret ID_OR_PREFIX [--overlap SECONDS] [--json]
 
 Every command takes --database-url URL (default: DATABASE_URL).
 
@@ -40,8 +41,10 @@ export async function keysCommand(args: string[]): Promise<void> {
       return revoke(rest);
     case 'set':
       return set(rest);
+    case 'rotate-webhook-secret':
+      return rotateSecret(rest);
     case undefined:
-      throw new UsageError('expected create, list, revoke or set');
+      throw new UsageError('expected create, list, revoke, set or rotate-webhook-secret');
     default:
       throw new UsageError(`unknown keys command '${sub}'`);
   }
@@ -139,13 +142,16 @@ async function create(args: string[]): Promise<void> {
   const maxInFlight = maxInFlightFlag(values['max-in-flight']);
   const url = databaseUrl(values['database-url']);
   const { createApiKey } = await import('../../db/api-keys.repository.ts');
-  const { apiKey, key } = await withDatabase(url, (db) => createApiKey(db, { name, maxInFlight }));
+  const { apiKey, key, webhookSecret } = await withDatabase(url, (db) =>
+    createApiKey(db, { name, maxInFlight }),
+  );
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({ ...toJson(apiKey), key })}\n`);
+    process.stdout.write(`${JSON.stringify({ ...toJson(apiKey), key, webhook_secret: webhookSecret })}\n`);
     return;
   }
   process.stderr.write(
     `created API key ${describeKey(apiKey)}, max in flight: ${capText(apiKey.max_in_flight)}\n` +
+      `webhook signing secret (also at GET /v1/webhooks/secret): ${webhookSecret}\n` +
       'the key is shown this once and cannot be recovered; store it now:\n',
   );
   process.stdout.write(`${key}\n`);
@@ -255,4 +261,30 @@ async function set(args: string[]): Promise<void> {
     return;
   }
   process.stdout.write(`API key ${describeKey(updated)}: max in flight ${capText(updated.max_in_flight)}\n`);
+}
+
+/** A new webhook secret; the old one keeps signing (both signatures sent) for the overlap. */
+async function rotateSecret(args: string[]): Promise<void> {
+  const { values, positionals } = parseFlags(args, { ...commonFlags, overlap: { type: 'string' } }, true);
+  const reference = oneReference(positionals);
+  const overlap = values.overlap === undefined ? 86_400 : Number(values.overlap);
+  if (!Number.isInteger(overlap) || overlap < 0 || overlap > 30 * 86_400) {
+    throw new UsageError('--overlap must be whole seconds from 0 to 2592000');
+  }
+  const url = databaseUrl(values['database-url']);
+  const { rotateWebhookSecret } = await import('../../db/webhooks.repository.ts');
+  const { key, secret } = await withDatabase(url, async (db) => {
+    const key = await resolveKey(db, reference);
+    return { key, secret: await rotateWebhookSecret(db, key.id, overlap) };
+  });
+  if (values.json) {
+    process.stdout.write(
+      `${JSON.stringify({ id: key.id, webhook_secret: secret, overlap_seconds: overlap })}\n`,
+    );
+    return;
+  }
+  process.stderr.write(
+    `rotated the webhook secret of API key ${describeKey(key)}; the previous one stays valid for ${overlap} s\n`,
+  );
+  process.stdout.write(`${secret}\n`);
 }
