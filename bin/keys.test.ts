@@ -263,7 +263,9 @@ test('create prints the webhook secret once; rotate-webhook-secret keeps the old
   assert.equal(secretRes.status, 200);
   assert.ok(JSON.stringify(await secretRes.json()).includes(created.webhook_secret));
 
-  const rotated = JSON.parse(await ok('rotate-webhook-secret', created.prefix, '--overlap', '600', '--json')) as {
+  const rotated = JSON.parse(
+    await ok('rotate-webhook-secret', created.prefix, '--overlap', '600', '--json'),
+  ) as {
     webhook_secret: string;
   };
   assert.match(rotated.webhook_secret, /^whsec_/);
