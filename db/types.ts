@@ -49,6 +49,8 @@ export interface ApiKeysTable {
     Date | string | null | undefined,
     Date | string | null
   >;
+  /** Operator key: may read fleet-wide views such as GET /v1/workers. */
+  admin: ColumnType<boolean, boolean | undefined, boolean>;
 }
 
 export interface GenerationsTable {
@@ -150,12 +152,29 @@ export interface WebhookDeliveriesTable {
   created_at: DefaultTimestamp;
 }
 
+/** One worker process, as its last heartbeat left it. */
+export interface WorkersTable {
+  id: string;
+  hostname: string;
+  pid: number;
+  provider: string;
+  model: ColumnType<Record<string, unknown>, string, string>;
+  translator: ColumnType<Record<string, unknown> | null, string | null, string | null>;
+  current_generation_id: string | null;
+  jobs_succeeded: ColumnType<number, number | undefined, number>;
+  jobs_failed: ColumnType<number, number | undefined, number>;
+  started_at: DefaultTimestamp;
+  last_heartbeat_at: DefaultTimestamp;
+  stopped_at: Timestamp | null;
+}
+
 export interface Database {
   api_keys: ApiKeysTable;
   generations: GenerationsTable;
   idempotency_keys: IdempotencyKeysTable;
   webhook_events: WebhookEventsTable;
   webhook_deliveries: WebhookDeliveriesTable;
+  workers: WorkersTable;
 }
 
 export type ApiKey = Selectable<ApiKeysTable>;
@@ -165,3 +184,4 @@ export type GenerationUpdate = Updateable<GenerationsTable>;
 export type IdempotencyKey = Selectable<IdempotencyKeysTable>;
 export type WebhookEvent = Selectable<WebhookEventsTable>;
 export type WebhookDelivery = Selectable<WebhookDeliveriesTable>;
+export type Worker = Selectable<WorkersTable>;

@@ -4,6 +4,7 @@ import * as m0002 from './0002-translation-and-scheduler.ts';
 import * as m0003 from './0003-idempotency-and-limits.ts';
 import * as m0004 from './0004-cancel-and-progress.ts';
 import * as m0005 from './0005-webhooks.ts';
+import * as m0006 from './0006-workers-and-admin.ts';
 
 // A static list rather than a folder scan: it works the same from source, a bundle or a container.
 const migrations: Record<string, Migration> = {
@@ -12,6 +13,7 @@ const migrations: Record<string, Migration> = {
   '0003-idempotency-and-limits': m0003,
   '0004-cancel-and-progress': m0004,
   '0005-webhooks': m0005,
+  '0006-workers-and-admin': m0006,
 };
 
 export const migrationProvider: MigrationProvider = {
