@@ -19,6 +19,11 @@ const schema = z.object({
   JOB_RETRY_DELAY_SECONDS: envInt(1, 3600).default(2),
   JOB_RETRY_DELAY_MAX_SECONDS: envInt(1, 86_400).default(60),
   HEARTBEAT_SECONDS: envInt(10, 3600).default(10),
+  /**
+   * How often this worker's pg-boss supervisor looks for jobs whose worker stopped heartbeating
+   * (or that expired) and hands them back; pg-boss's own default is 60 s.
+   */
+  QUEUE_MONITOR_SECONDS: envInt(1, 600).default(5),
   SHUTDOWN_GRACE_SECONDS: envInt(0, 3600).default(30),
   WARMUP: envBoolean.default(true),
   WARMUP_SIZE: envInt(64, 2048)

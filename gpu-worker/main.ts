@@ -30,7 +30,11 @@ const logger = pino({ level: env.LOG_LEVEL, base: { service: 'easel-worker', wor
 
 const db = createDb(env.DATABASE_URL, { max: 4, applicationName: 'easel-worker' });
 const store = createS3ObjectStore(s3SettingsFrom(env));
-const boss = createBoss(env.DATABASE_URL, { applicationName: 'easel-worker', supervise: true });
+const boss = createBoss(env.DATABASE_URL, {
+  applicationName: 'easel-worker',
+  supervise: true,
+  monitorIntervalSeconds: env.QUEUE_MONITOR_SECONDS,
+});
 boss.on('error', (error) => logger.error({ err: error }, 'pg-boss error'));
 // Not fatal when it cannot connect: it keeps retrying, and the row checks (claim, progress
 // writes) still see cancels meanwhile.
