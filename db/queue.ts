@@ -3,8 +3,15 @@
 import { type Kysely, sql } from 'kysely';
 import { fromKysely, PgBoss } from 'pg-boss';
 import { z } from 'zod';
+import type { Database } from './types.ts';
 
 export const GENERATION_QUEUE = 'generations';
+/**
+ * Workers LISTEN here to fetch within milliseconds of an insert. Sent by enqueueGeneration in the
+ * row's transaction (delivered on commit); our own channel, so the wake-up does not depend on
+ * pg-boss internals. Retries whose backoff ends send nothing: workers also poll every few seconds.
+ */
+export const GENERATION_QUEUED_CHANNEL = 'easel_generation_queued';
 export const PGBOSS_SCHEMA = 'pgboss';
 
 /**
@@ -82,7 +89,9 @@ function toQueueOptions(policy: QueuePolicy) {
  * when it is sent.
  */
 export async function ensureGenerationQueue(boss: PgBoss, policy?: QueuePolicy) {
-  const options = { ...toQueueOptions(policy ?? DEFAULT_QUEUE_POLICY), notify: true };
+  // notify off: workers wake on GENERATION_QUEUED_CHANNEL, so pg-boss's own NOTIFY would be a
+  // second, unused one per insert.
+  const options = { ...toQueueOptions(policy ?? DEFAULT_QUEUE_POLICY), notify: false };
   if (!(await boss.getQueue(GENERATION_QUEUE))) {
     try {
       await boss.createQueue(GENERATION_QUEUE, options);
@@ -101,11 +110,12 @@ export async function ensureGenerationQueue(boss: PgBoss, policy?: QueuePolicy) 
  */
 export async function enqueueGeneration(
   boss: PgBoss,
-  trx: Parameters<typeof fromKysely>[0],
+  trx: Kysely<Database>,
   generationId: string,
 ): Promise<void> {
   const payload: GenerationJob = { v: 1, generation_id: generationId };
   await boss.send(GENERATION_QUEUE, payload, { id: generationId, db: fromKysely(trx) });
+  await sql`select pg_notify(${GENERATION_QUEUED_CHANNEL}, ${generationId})`.execute(trx);
 }
 
 /**

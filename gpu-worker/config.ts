@@ -25,6 +25,13 @@ const schema = z.object({
    */
   QUEUE_MONITOR_SECONDS: envInt(1, 600).default(5),
   SHUTDOWN_GRACE_SECONDS: envInt(0, 3600).default(30),
+  /**
+   * Take (and prepare) the next job this long before the current denoise is expected to end, so
+   * the accelerator never waits for a fetch or a translation; 0 takes it only once the GPU is free.
+   */
+  PREFETCH_LEAD_MS: envInt(0, 600_000).default(1000),
+  /** Finished jobs whose JPEG/upload/record may run alongside the next denoise. */
+  MAX_PENDING_UPLOADS: envInt(1, 16).default(2),
   WARMUP: envBoolean.default(true),
   WARMUP_SIZE: envInt(64, 2048)
     .refine((n) => n % 8 === 0, 'must be a multiple of 8')

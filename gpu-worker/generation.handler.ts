@@ -1,10 +1,14 @@
-// Runs one generation job: claim the row, denoise, encode, upload, record. Permanent failures
-// end the generation at once; transient ones are handed back to pg-boss for a retry; a client's
-// cancel stops the denoising loop at its next step and ends the generation as canceled.
-import type { JobWithMetadata, PgBoss } from 'pg-boss';
+// One generation job in three stages, so the queue loop can overlap them across jobs:
+//   prepare (CPU, ahead of time): read the row, translate the prompt;
+//   denoise (the accelerator, one job at a time): claim the row, encode, denoise, decode;
+//   finish  (CPU, while the next job denoises): JPEG, upload, record the result.
+// Permanent failures end the generation at once; transient ones go back to pg-boss for a retry;
+// a client's cancel stops the denoising loop at its next step and ends the generation as canceled.
+import type { PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
 import type { Db } from '../db/connect.ts';
 import {
+  findGeneration,
   markCanceled,
   markFailed,
   markRequeued,
@@ -15,16 +19,67 @@ import {
 } from '../db/generations.repository.ts';
 import { type ObjectStore, outputKey } from '../db/object-store.ts';
 import { generationJob } from '../db/queue.ts';
-import type { StoredOutput } from '../db/types.ts';
+import type { Generation, StoredOutput } from '../db/types.ts';
+import { TERMINAL_STATUSES } from '../db/types.ts';
 import { withWebhookEvent } from '../db/webhooks.repository.ts';
 import type { CancelWatcher } from './cancel-listener.ts';
-import { CancelAbort, classifyFailure, JobTimeoutAbort, ShutdownAbort } from './failure.ts';
+import { CancelAbort, classifyFailure, type Failure, JobTimeoutAbort, ShutdownAbort } from './failure.ts';
 import { encodeJpeg } from './jpeg.ts';
-import type { SchedulerChoice, TextToImage } from './models/text-to-image.ts';
-import { type TranslationMode, type Translator, translatePrompt } from './models/translator.ts';
-import { createProgressReporter } from './progress.ts';
+import type { GenerateResult, SchedulerChoice, TextToImage } from './models/text-to-image.ts';
+import {
+  type TranslatedPrompt,
+  type TranslationMode,
+  type Translator,
+  translatePrompt,
+} from './models/translator.ts';
+import { createProgressReporter, type ProgressReporter } from './progress.ts';
 
 export type JobOutcome = 'succeeded' | 'failed' | 'canceled' | 'skipped' | 'retry';
+
+/** A job as the queue loop holds it: pg-boss's attempt, with the loop's own timeout signal. */
+export interface HeldJob {
+  id: string;
+  data: unknown;
+  retryCount: number;
+  retryLimit: number;
+  expireInSeconds: number;
+  /** Fires when the attempt outlives its timeout. */
+  signal: AbortSignal;
+}
+
+/**
+ * How an attempt ends. With `error` the queue job is failed (pg-boss retries it if attempts
+ * remain); without, it is completed.
+ */
+export interface Settlement {
+  outcome: JobOutcome;
+  error?: Failure;
+}
+
+interface JobContext {
+  job: HeldJob;
+  id: string;
+  logger: Logger;
+  cancel: AbortController;
+  /** Any reason to stop: timeout, shutdown past its grace, or the client's cancel. */
+  signal: AbortSignal;
+  unwatch?: () => void;
+  progress?: ProgressReporter;
+}
+
+export interface PreparedJob {
+  ctx: JobContext;
+  generation: Generation;
+  prompt: TranslatedPrompt;
+  negative: TranslatedPrompt;
+}
+
+export interface DenoisedJob extends PreparedJob {
+  result: GenerateResult;
+  /** When the accelerator started and finished this job (performance.now() clock). */
+  acceleratorStart: number;
+  acceleratorEnd: number;
+}
 
 export interface HandlerDeps {
   db: Db;
@@ -33,11 +88,11 @@ export interface HandlerDeps {
   translator: Translator | undefined;
   translationMode: TranslationMode;
   logger: Logger;
-  /** Fires when a shutdown's grace period runs out: the job goes back to the queue. */
+  /** Fires when a shutdown's grace period runs out: jobs in hand go back to the queue. */
   shutdownSignal: AbortSignal;
   /** Lets health/metrics see which generation is on the accelerator. */
   onActive?: (generationId: string | undefined) => void;
-  /** Delivers cancel requests for the running generation (absent: only the row checks see them). */
+  /** Delivers cancel requests for running generations (absent: only the row checks see them). */
   cancels?: CancelWatcher;
   /** Recorded on the row: which worker ran the attempt. */
   workerId?: string;
@@ -45,159 +100,223 @@ export interface HandlerDeps {
   boss?: PgBoss;
 }
 
+export interface GenerationStages {
+  prepare(job: HeldJob): Promise<PreparedJob | Settlement>;
+  denoise(prepared: PreparedJob): Promise<DenoisedJob | Settlement>;
+  finish(denoised: DenoisedJob): Promise<Settlement>;
+}
+
 const JPEG_CONTENT_TYPE = 'image/jpeg';
 
-export function createGenerationHandler(deps: HandlerDeps) {
+export function isSettlement<T extends object>(value: T | Settlement): value is Settlement {
+  return 'outcome' in value;
+}
+
+export function createGenerationStages(deps: HandlerDeps): GenerationStages {
   const { db, store, model, shutdownSignal } = deps;
 
-  return async function handleGenerationJob(job: JobWithMetadata<unknown>): Promise<JobOutcome> {
-    const parsed = generationJob.safeParse(job.data);
-    if (!parsed.success) {
-      // A payload we cannot read will never become readable: drop it loudly rather than retry.
-      deps.logger.error({ job_id: job.id, issues: parsed.error.issues }, 'unreadable generation job payload');
-      return 'skipped';
-    }
-    const id = parsed.data.generation_id;
-    const logger = deps.logger.child({ generation_id: id, job_id: job.id, attempt: job.retryCount + 1 });
-
-    // Watched before the claim, so a cancel sent right after it is not missed.
+  function contextFor(job: HeldJob, id: string): JobContext {
     const cancel = new AbortController();
-    const requestCancel = () => cancel.abort(new CancelAbort('the generation was canceled'));
-    const unwatch = deps.cancels?.watch(id, requestCancel);
-    const generation = await withWebhookEvent(db, deps.boss, (trx) =>
-      markRunning(trx, id, deps.workerId ?? null),
-    ).catch((error: unknown) => {
-      unwatch?.();
-      throw error;
-    });
-    if (!generation) {
-      unwatch?.();
-      // A cancel requested while it ran on a worker that then died (or before a retry) ends here.
-      if (await withWebhookEvent(db, deps.boss, (trx) => markCanceled(trx, id))) {
-        logger.info({ steps_done: 0 }, 'generation canceled');
-        return 'canceled';
-      }
-      logger.info('generation no longer runnable (canceled, finished or deleted); skipping');
-      return 'skipped';
+    return {
+      job,
+      id,
+      logger: deps.logger.child({ generation_id: id, job_id: job.id, attempt: job.retryCount + 1 }),
+      cancel,
+      signal: AbortSignal.any([job.signal, shutdownSignal, cancel.signal]),
+    };
+  }
+
+  async function cancelOrSkip(ctx: JobContext): Promise<Settlement> {
+    // A cancel requested while it ran on a worker that then died (or before a retry) ends here.
+    if (await withWebhookEvent(db, deps.boss, (trx) => markCanceled(trx, ctx.id))) {
+      ctx.logger.info({ steps_done: 0 }, 'generation canceled');
+      return { outcome: 'canceled' };
     }
-    deps.onActive?.(id);
-    logger.info(
-      { steps: generation.steps, width: generation.width, height: generation.height },
-      'generation started',
-    );
-    const progress = createProgressReporter({
-      async write(record) {
-        const state = await recordProgress(db, id, record);
-        if (state?.cancelRequested) requestCancel();
-      },
-      onError: (error) => logger.warn({ err: error }, 'progress write failed'),
-    });
-    const signal = AbortSignal.any([job.signal, shutdownSignal, cancel.signal]);
+    ctx.logger.info('generation no longer runnable (canceled, finished or deleted); skipping');
+    return { outcome: 'skipped' };
+  }
+
+  async function settleFailure(ctx: JobContext, error: unknown): Promise<Settlement> {
+    const { job, logger } = ctx;
+    // The last step reached is what the row shows (and what the log reports).
+    await ctx.progress?.flush();
+    if (ctx.cancel.signal.aborted) {
+      if (!(await withWebhookEvent(db, deps.boss, (trx) => markCanceled(trx, ctx.id))))
+        logger.warn('generation changed state while canceling');
+      logger.info(
+        { steps_done: ctx.progress?.stepsDone ?? 0, steps_total: ctx.progress?.total ?? null },
+        'generation canceled',
+      );
+      return { outcome: 'canceled' };
+    }
+    const cause = job.signal.aborted
+      ? new JobTimeoutAbort(`job exceeded its timeout of ${job.expireInSeconds} s`, { cause: error })
+      : shutdownSignal.aborted
+        ? new ShutdownAbort('worker shut down before the job finished', { cause: error })
+        : error;
+    const failure = classifyFailure(cause);
+    const lastAttempt = job.retryCount >= job.retryLimit;
+    if (failure.permanent || lastAttempt) {
+      await withWebhookEvent(db, deps.boss, (trx) => markFailed(trx, ctx.id, failure));
+      logger.error({ err: error, code: failure.code, permanent: failure.permanent }, 'generation failed');
+      return failure.permanent ? { outcome: 'failed' } : { outcome: 'failed', error: failure };
+    }
+    // Retried later by pg-boss: show it as waiting again rather than stuck in 'running'.
+    await markRequeued(db, ctx.id);
+    logger.warn({ err: error, code: failure.code }, 'generation attempt failed; will retry');
+    return { outcome: 'retry', error: failure };
+  }
+
+  /** Runs a stage; an error it throws becomes the attempt's settlement (the watch ends with it). */
+  async function guarded<T extends object>(ctx: JobContext, stage: () => Promise<T | Settlement>) {
     try {
-      // Russian prompts become English before tokenization (CLIP's vocabulary is English).
-      const [prompt, negative] = await Promise.all([
-        translatePrompt(deps.translator, generation.prompt, deps.translationMode),
-        translatePrompt(deps.translator, generation.negative_prompt, deps.translationMode),
-      ]);
-      if (prompt.translated || negative.translated) {
-        await recordTranslation(db, id, prompt.promptEn, negative.promptEn);
-      }
-      signal.throwIfAborted();
-      const result = await model.generate({
-        prompt: prompt.promptEn,
-        negativePrompt: negative.promptEn,
-        width: generation.width,
-        height: generation.height,
-        steps: generation.steps,
-        guidanceScale: generation.guidance_scale,
-        seed: generation.seed,
-        numImages: generation.num_images,
-        scheduler: (generation.requested_scheduler as SchedulerChoice | null) ?? undefined,
-        karras: generation.requested_karras ?? undefined,
-        signal,
-        onStep: progress.step,
-      });
-      await progress.flush();
-      // A cancel can still drop images that were never stored; once stored, they are kept.
-      cancel.signal.throwIfAborted();
-
-      const jpegStart = performance.now();
-      const jpegs = await Promise.all(result.images.map((image) => encodeJpeg(image)));
-      const jpegMs = performance.now() - jpegStart;
-
-      const uploadStart = performance.now();
-      const outputs: StoredOutput[] = await Promise.all(
-        jpegs.map(async (jpeg, index) => {
-          const key = outputKey(id, index);
-          const put = await store.put(key, jpeg, JPEG_CONTENT_TYPE);
-          const image = result.images[index];
-          return {
-            index,
-            key,
-            width: image?.width ?? generation.width,
-            height: image?.height ?? generation.height,
-            content_type: JPEG_CONTENT_TYPE,
-            bytes: put.bytes,
-            sha256: put.sha256,
-          };
-        }),
-      );
-      const uploadMs = performance.now() - uploadStart;
-
-      const timings = {
-        translate_ms: round(prompt.ms + negative.ms),
-        encode_ms: round(result.timings.encodeMs),
-        denoise_ms: round(result.timings.denoiseMs),
-        decode_ms: round(result.timings.decodeMs),
-        jpeg_ms: round(jpegMs),
-        upload_ms: round(uploadMs),
-      };
-      const recorded = await withWebhookEvent(db, deps.boss, (trx) =>
-        markSucceeded(trx, id, {
-          promptEn: prompt.promptEn,
-          negativePromptEn: negative.promptEn,
-          outputs,
-          timings,
-          scheduler: result.scheduler,
-          promptTruncated: result.promptTruncated,
-        }),
-      );
-      if (!recorded) logger.warn('generation changed state while running; result kept in storage only');
-      logger.info({ timings }, 'generation succeeded');
-      return 'succeeded';
+      const value = await stage();
+      if (isSettlement(value)) ctx.unwatch?.();
+      return value;
     } catch (error) {
-      // The last step reached is what the row shows (and what the log reports).
-      await progress.flush();
-      if (cancel.signal.aborted) {
-        if (!(await withWebhookEvent(db, deps.boss, (trx) => markCanceled(trx, id))))
-          logger.warn('generation changed state while canceling');
-        logger.info(
-          { steps_done: progress.stepsDone, steps_total: progress.total ?? null },
-          'generation canceled',
-        );
-        return 'canceled';
-      }
-      const cause = job.signal.aborted
-        ? new JobTimeoutAbort(`job exceeded its timeout of ${job.expireInSeconds} s`, { cause: error })
-        : shutdownSignal.aborted
-          ? new ShutdownAbort('worker shut down before the job finished', { cause: error })
-          : error;
-      const failure = classifyFailure(cause);
-      const lastAttempt = job.retryCount >= job.retryLimit;
-      if (failure.permanent || lastAttempt) {
-        await withWebhookEvent(db, deps.boss, (trx) => markFailed(trx, id, failure));
-        logger.error({ err: error, code: failure.code, permanent: failure.permanent }, 'generation failed');
-        if (failure.permanent) return 'failed';
-        throw cause;
-      }
-      // Retried later by pg-boss: show it as waiting again rather than stuck in 'running'.
-      await markRequeued(db, id);
-      logger.warn({ err: error, code: failure.code }, 'generation attempt failed; will retry');
-      throw cause;
-    } finally {
-      unwatch?.();
-      deps.onActive?.(undefined);
+      ctx.unwatch?.();
+      return settleFailure(ctx, error);
     }
+  }
+
+  return {
+    async prepare(job) {
+      const parsed = generationJob.safeParse(job.data);
+      if (!parsed.success) {
+        // A payload we cannot read will never become readable: drop it loudly rather than retry.
+        deps.logger.error({ job_id: job.id, issues: parsed.error.issues }, 'unreadable generation job payload');
+        return { outcome: 'skipped' };
+      }
+      const ctx = contextFor(job, parsed.data.generation_id);
+      return guarded(ctx, async () => {
+        const generation = await findGeneration(db, ctx.id);
+        if (!generation || TERMINAL_STATUSES.includes(generation.status)) return cancelOrSkip(ctx);
+        if (generation.cancel_requested_at) return cancelOrSkip(ctx);
+        // Russian prompts become English before tokenization (CLIP's vocabulary is English); done
+        // here, while the previous job still denoises, so the accelerator never waits for it.
+        const [prompt, negative] = await Promise.all([
+          translatePrompt(deps.translator, generation.prompt, deps.translationMode),
+          translatePrompt(deps.translator, generation.negative_prompt, deps.translationMode),
+        ]);
+        if (prompt.translated || negative.translated) {
+          await recordTranslation(db, ctx.id, prompt.promptEn, negative.promptEn);
+        }
+        return { ctx, generation, prompt, negative } satisfies PreparedJob;
+      });
+    },
+
+    async denoise(prepared) {
+      const { ctx, prompt, negative } = prepared;
+      const { id, logger } = ctx;
+      const requestCancel = () => ctx.cancel.abort(new CancelAbort('the generation was canceled'));
+      // Watched before the claim, so a cancel sent right after it is not missed.
+      ctx.unwatch = deps.cancels?.watch(id, requestCancel);
+      return guarded(ctx, async () => {
+        ctx.signal.throwIfAborted();
+        const generation = await withWebhookEvent(db, deps.boss, (trx) =>
+          markRunning(trx, id, deps.workerId ?? null),
+        );
+        if (!generation) return cancelOrSkip(ctx);
+        const acceleratorStart = performance.now();
+        deps.onActive?.(id);
+        try {
+          logger.info(
+            { steps: generation.steps, width: generation.width, height: generation.height },
+            'generation started',
+          );
+          ctx.progress = createProgressReporter({
+            async write(record) {
+              const state = await recordProgress(db, id, record);
+              if (state?.cancelRequested) requestCancel();
+            },
+            onError: (error) => logger.warn({ err: error }, 'progress write failed'),
+          });
+          const result = await model.generate({
+            prompt: prompt.promptEn,
+            negativePrompt: negative.promptEn,
+            width: generation.width,
+            height: generation.height,
+            steps: generation.steps,
+            guidanceScale: generation.guidance_scale,
+            seed: generation.seed,
+            numImages: generation.num_images,
+            scheduler: (generation.requested_scheduler as SchedulerChoice | null) ?? undefined,
+            karras: generation.requested_karras ?? undefined,
+            signal: ctx.signal,
+            onStep: ctx.progress.step,
+          });
+          const acceleratorEnd = performance.now();
+          await ctx.progress.flush();
+          // A cancel can still drop images that were never stored; once stored, they are kept.
+          ctx.cancel.signal.throwIfAborted();
+          return { ...prepared, generation, result, acceleratorStart, acceleratorEnd } satisfies DenoisedJob;
+        } finally {
+          deps.onActive?.(undefined);
+        }
+      });
+    },
+
+    async finish(denoised) {
+      const { ctx, generation, result, prompt, negative } = denoised;
+      const settled = await guarded(ctx, async () => {
+        const jpegStart = performance.now();
+        const jpegs = await Promise.all(result.images.map((image) => encodeJpeg(image)));
+        const jpegMs = performance.now() - jpegStart;
+
+        const uploadStart = performance.now();
+        const outputs: StoredOutput[] = await Promise.all(
+          jpegs.map(async (jpeg, index) => {
+            // Keys come from the id and index: a retried attempt overwrites, never adds, objects.
+            const key = outputKey(ctx.id, index);
+            const put = await store.put(key, jpeg, JPEG_CONTENT_TYPE);
+            const image = result.images[index];
+            return {
+              index,
+              key,
+              width: image?.width ?? generation.width,
+              height: image?.height ?? generation.height,
+              content_type: JPEG_CONTENT_TYPE,
+              bytes: put.bytes,
+              sha256: put.sha256,
+            };
+          }),
+        );
+        const uploadMs = performance.now() - uploadStart;
+
+        const timings = {
+          translate_ms: round(prompt.ms + negative.ms),
+          encode_ms: round(result.timings.encodeMs),
+          denoise_ms: round(result.timings.denoiseMs),
+          decode_ms: round(result.timings.decodeMs),
+          jpeg_ms: round(jpegMs),
+          upload_ms: round(uploadMs),
+        };
+        const recorded = await withWebhookEvent(db, deps.boss, (trx) =>
+          markSucceeded(trx, ctx.id, {
+            promptEn: prompt.promptEn,
+            negativePromptEn: negative.promptEn,
+            outputs,
+            timings,
+            scheduler: result.scheduler,
+            promptTruncated: result.promptTruncated,
+          }),
+        );
+        if (!recorded) ctx.logger.warn('generation changed state while running; result kept in storage only');
+        // Accelerator start/end (this process's monotonic clock, ms) let a benchmark or an
+        // operator measure the GPU's idle gaps between consecutive jobs from the log alone.
+        ctx.logger.info(
+          {
+            timings,
+            accelerator_start_ms: round(denoised.acceleratorStart),
+            accelerator_end_ms: round(denoised.acceleratorEnd),
+          },
+          'generation succeeded',
+        );
+        return { outcome: 'succeeded' } satisfies Settlement;
+      });
+      ctx.unwatch?.();
+      return settled;
+    },
   };
 }
 

@@ -1,18 +1,21 @@
 // The GPU worker process: one per accelerator. Loads and warms the models once, then takes
 // generation jobs one at a time until SIGTERM.
+import { hostname } from 'node:os';
 import { sql } from 'kysely';
 import pino from 'pino';
 import { createDb } from '../db/connect.ts';
 import { ConfigError, s3SettingsFrom } from '../db/env.ts';
 import { migrateToLatest } from '../db/migrate.ts';
 import { createS3ObjectStore } from '../db/object-store.ts';
-import { createBoss, ensureGenerationQueue } from '../db/queue.ts';
+import { createListenConnection } from '../db/listen-connection.ts';
+import { createBoss, ensureGenerationQueue, GENERATION_QUEUED_CHANNEL } from '../db/queue.ts';
+import { heartbeatWorker, markWorkerStopped, registerWorker } from '../db/workers.repository.ts';
 import { ensureWebhookQueue } from '../db/webhooks/queue.ts';
 import { createCancelListener } from './cancel-listener.ts';
 import { loadWorkerConfig, type WorkerConfig } from './config.ts';
-import { createGenerationHandler } from './generation.handler.ts';
+import { createGenerationStages } from './generation.handler.ts';
 import { serverUrl, startHealthServer } from './health-server.ts';
-import { startQueueLoop } from './queue-loop.ts';
+import { type QueueLoop, startQueueLoop } from './queue-loop.ts';
 import { loadWarmModels, type WarmModels } from './warm-models.ts';
 
 let config: WorkerConfig;
@@ -39,6 +42,17 @@ boss.on('error', (error) => logger.error({ err: error }, 'pg-boss error'));
 // Not fatal when it cannot connect: it keeps retrying, and the row checks (claim, progress
 // writes) still see cancels meanwhile.
 const cancels = createCancelListener({ connectionString: env.DATABASE_URL, db, logger });
+// Wakes the queue loop when a generation is enqueued; after a reconnect it fetches once in case a
+// wake-up was missed (the loop's backstop poll would find it a little later anyway).
+let loop: QueueLoop | undefined;
+const wakeups = createListenConnection({
+  connectionString: env.DATABASE_URL,
+  channels: [GENERATION_QUEUED_CHANNEL],
+  onNotification: () => loop?.wake(),
+  logger: logger.child({ component: 'queue-wakeups' }),
+  applicationName: 'easel-worker-wakeups',
+});
+wakeups.events.on('connected', () => loop?.wake());
 
 const shutdown = new AbortController();
 let models: WarmModels | undefined;
@@ -86,17 +100,18 @@ try {
       await ensureGenerationQueue(boss, config.queuePolicy);
       await ensureWebhookQueue(boss);
       await cancels.start();
+      await wakeups.start();
     })(),
   ]);
 } catch (error) {
   // A worker that cannot load its models or reach its dependencies must not take jobs.
   logger.fatal({ err: error }, 'worker failed to start');
-  await Promise.allSettled([boss.stop({ graceful: false }), cancels.close(), db.destroy()]);
+  await Promise.allSettled([boss.stop({ graceful: false }), cancels.close(), wakeups.close(), db.destroy()]);
   health?.close();
   process.exit(1);
 }
 
-const handle = createGenerationHandler({
+const stages = createGenerationStages({
   db,
   store,
   model: models.model,
@@ -111,9 +126,45 @@ const handle = createGenerationHandler({
   workerId: env.WORKER_ID,
   boss,
 });
-const loop = await startQueueLoop(boss, handle);
+const counts = { succeeded: 0, failed: 0 };
+loop = startQueueLoop({
+  boss,
+  stages,
+  logger,
+  heartbeatSeconds: env.HEARTBEAT_SECONDS,
+  prefetchLeadMs: env.PREFETCH_LEAD_MS,
+  maxTails: env.MAX_PENDING_UPLOADS,
+  observer: {
+    settled(outcome) {
+      if (outcome === 'succeeded') counts.succeeded++;
+      else if (outcome === 'failed') counts.failed++;
+    },
+  },
+});
+const registration = {
+  id: env.WORKER_ID,
+  hostname: hostname(),
+  pid: process.pid,
+  provider: env.EXECUTION_PROVIDER,
+  model: { ...models.model.info },
+  translator: models.translator ? { ...models.translator.info } : null,
+};
+await registerWorker(db, registration).catch((error: unknown) =>
+  logger.warn({ err: error }, 'worker registration failed; the heartbeat retries'),
+);
+// The registry row (GET /v1/workers) says what this worker runs now and that it is alive.
+const registryBeat = setInterval(() => {
+  const beat = {
+    currentGenerationId: activeGeneration ?? null,
+    jobsSucceeded: counts.succeeded,
+    jobsFailed: counts.failed,
+  };
+  heartbeatWorker(db, env.WORKER_ID, beat)
+    .catch(() => registerWorker(db, registration))
+    .catch((error: unknown) => logger.warn({ err: error }, 'worker registry heartbeat failed'));
+}, 5_000);
 ready = true;
-logger.info({ model: models.model.info, queue_worker_id: loop.workerId }, 'worker ready');
+logger.info({ model: models.model.info, worker_id: env.WORKER_ID }, 'worker ready');
 
 let stopping = false;
 async function stop(signal: string) {
@@ -126,13 +177,15 @@ async function stop(signal: string) {
   );
   // Past the grace period the running job is aborted between steps and handed back to the queue.
   const timer = setTimeout(() => shutdown.abort(), env.SHUTDOWN_GRACE_SECONDS * 1000);
+  clearInterval(registryBeat);
   try {
-    await loop.stop();
+    await loop?.stop();
   } finally {
     clearTimeout(timer);
   }
+  await markWorkerStopped(db, env.WORKER_ID).catch(() => {});
   await boss.stop({ graceful: true, timeout: 5_000 });
-  await cancels.close();
+  await Promise.all([cancels.close(), wakeups.close()]);
   await models?.release();
   await db.destroy();
   store.close();
