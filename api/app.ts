@@ -11,7 +11,7 @@ import pkg from '../package.json' with { type: 'json' };
 import { bearerAuth } from './auth.ts';
 import type { ApiConfig } from './config.ts';
 import type { AppEnv } from './context.ts';
-import { apiError, createErrorHandler, notFoundHandler } from './errors.ts';
+import { apiError, createErrorHandler, createNotFoundHandler } from './errors.ts';
 import {
   cancelGenerationHandler,
   createGenerationHandler,
@@ -27,6 +27,7 @@ import {
   listGenerationsRoute,
 } from './generations.routes.ts';
 import { registerHealthRoutes } from './health.routes.ts';
+import { createApiMetrics } from './metrics.ts';
 import { requestLogging } from './middleware.ts';
 import type { StatusListener } from './status-listener.ts';
 import { validationHook } from './validation.ts';
@@ -40,6 +41,8 @@ import {
   listWebhookDeliveriesRoute,
   redeliverWebhookRoute,
 } from './webhooks.routes.ts';
+import { listWorkersHandler } from './workers.handlers.ts';
+import { listWorkersRoute } from './workers.routes.ts';
 
 export interface AppDeps {
   db: Db;
@@ -71,6 +74,7 @@ const DOCUMENT_CONFIG = {
       description: 'Signed notifications of status changes (Standard Webhooks) and their delivery log.',
     },
     { name: 'Health', description: 'Probes for orchestrators and load balancers.' },
+    { name: 'Operations', description: 'Fleet views for operators; admin API keys only.' },
   ],
 };
 
@@ -87,6 +91,9 @@ export function createApp(deps: AppDeps): App {
     description: 'An Easel API key: `Authorization: Bearer esl_...`.',
   });
 
+  const metrics = createApiMetrics(deps);
+  // First, so the latency it records includes every other middleware and the error handler.
+  app.use(metrics.middleware);
   app.use(requestId({ headerName: 'X-Request-Id', limitLength: 200 }));
   app.use(requestLogging(deps.logger));
   app.use(
@@ -102,7 +109,10 @@ export function createApp(deps: AppDeps): App {
   );
   app.use('/v1/*', bearerAuth(deps.db));
 
-  app.openapi(createGenerationRoute, createGenerationHandler(deps));
+  app.openapi(
+    createGenerationRoute,
+    createGenerationHandler({ ...deps, onGenerationCreated: metrics.onGenerationCreated }),
+  );
   app.openapi(listGenerationsRoute, listGenerationsHandler(deps));
   app.openapi(getGenerationRoute, getGenerationHandler(deps));
   app.openapi(cancelGenerationRoute, cancelGenerationHandler(deps));
@@ -110,7 +120,10 @@ export function createApp(deps: AppDeps): App {
   app.openapi(getWebhookSecretRoute, getWebhookSecretHandler(deps));
   app.openapi(listWebhookDeliveriesRoute, listWebhookDeliveriesHandler(deps));
   app.openapi(redeliverWebhookRoute, redeliverWebhookHandler(deps));
+  app.openapi(listWorkersRoute, listWorkersHandler(deps));
   registerHealthRoutes(app, deps);
+  // An ops endpoint for Prometheus, not part of the public API document.
+  app.get('/metrics', metrics.handler);
 
   let document: ReturnType<typeof openApiDocument> | undefined;
   app.get('/openapi.json', (c) => {
@@ -119,7 +132,7 @@ export function createApp(deps: AppDeps): App {
   });
   app.get('/docs', Scalar({ url: '/openapi.json', pageTitle: 'Easel API' }));
 
-  app.onError(createErrorHandler(deps.logger));
-  app.notFound(notFoundHandler);
+  app.onError(createErrorHandler(deps.logger, metrics.onProblem));
+  app.notFound(createNotFoundHandler(metrics.onProblem));
   return app;
 }

@@ -20,3 +20,11 @@ export function bearerAuth(db: Db): MiddlewareHandler<AppEnv> {
     await next();
   };
 }
+
+/** After bearerAuth: only an operator key (`easel keys create --admin`) passes; others get 403. */
+export const requireAdmin: MiddlewareHandler<AppEnv> = async (c, next) => {
+  if (!c.get('apiKey').admin) {
+    throw apiError('forbidden', 'This endpoint needs an admin API key (easel keys create --admin).');
+  }
+  await next();
+};

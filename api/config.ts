@@ -19,6 +19,10 @@ export const apiEnv = z.object({
   MAX_QUEUED: envInt(1, 10_000_000).default(10_000),
   /** Checked at create for a webhook_url with a literal IP; the sender checks every resolved address. */
   ...webhookPolicyEnv,
+  /** When set, GET /metrics wants `Authorization: Bearer <it>`; unset, /metrics is open (bind HOST privately). */
+  METRICS_TOKEN: z.string().min(16, { error: 'must be at least 16 characters' }).optional(),
+  /** A worker not heard from for this long counts as gone (GET /v1/workers, easel_workers_live). */
+  WORKER_STALE_SECONDS: envInt(1, 86_400).default(30),
 });
 
 export type ApiConfig = Readonly<z.infer<typeof apiEnv>>;

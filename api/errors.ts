@@ -11,6 +11,7 @@ export const ERROR_CATALOGUE = {
   invalid_json: { status: 400, title: 'Request body is not valid JSON' },
   bad_request: { status: 400, title: 'Bad request' },
   unauthorized: { status: 401, title: 'Missing or invalid API key' },
+  forbidden: { status: 403, title: 'The API key is not allowed to do this' },
   not_found: { status: 404, title: 'Resource not found' },
   generation_finished: { status: 409, title: 'The generation has already finished' },
   payload_too_large: { status: 413, title: 'Request body too large' },
@@ -182,20 +183,28 @@ export function toApiError(error: unknown): ApiError | undefined {
   return undefined;
 }
 
-export function createErrorHandler(logger: Logger): ErrorHandler<AppEnv> {
+/** Told of every problem response (metrics count them by code); must not throw. */
+export type ProblemObserver = (code: ErrorCode) => void;
+
+export function createErrorHandler(logger: Logger, onProblem?: ProblemObserver): ErrorHandler<AppEnv> {
   return (error, c) => {
     const log = c.get('logger') ?? logger;
-    const known = toApiError(error);
-    if (known) {
-      if (known.status >= 500) {
-        log.warn({ code: known.code, detail: known.detail, err: known.cause }, 'service unavailable');
-      }
-      return renderProblem(c, known);
+    let problem = toApiError(error);
+    if (problem && problem.status >= 500) {
+      log.warn({ code: problem.code, detail: problem.detail, err: problem.cause }, 'service unavailable');
     }
-    log.error({ err: error }, 'unhandled error');
-    return renderProblem(c, apiError('internal_error', 'An unexpected error occurred.'));
+    if (!problem) {
+      log.error({ err: error }, 'unhandled error');
+      problem = apiError('internal_error', 'An unexpected error occurred.');
+    }
+    onProblem?.(problem.code);
+    return renderProblem(c, problem);
   };
 }
 
-export const notFoundHandler: NotFoundHandler<AppEnv> = (c) =>
-  renderProblem(c, apiError('not_found', `No route for ${c.req.method} ${c.req.path}.`));
+export function createNotFoundHandler(onProblem?: ProblemObserver): NotFoundHandler<AppEnv> {
+  return (c) => {
+    onProblem?.('not_found');
+    return renderProblem(c, apiError('not_found', `No route for ${c.req.method} ${c.req.path}.`));
+  };
+}

@@ -33,6 +33,7 @@ import type {
 } from './generations.routes.ts';
 import type { GenerationResource } from './generations.schemas.ts';
 import { requestHash } from './idempotency.ts';
+import { bindGenerationId } from './middleware.ts';
 import type { StatusListener } from './status-listener.ts';
 import { isTerminal, preferredWaitSeconds, waitForTerminal } from './sync-wait.ts';
 
@@ -51,6 +52,8 @@ export interface GenerationDeps {
   >;
   /** Absent: `Prefer: wait` is ignored. */
   statusListener?: StatusListener;
+  /** Called once per accepted generation (not for idempotent replays): the metrics counter. */
+  onGenerationCreated?: () => void;
 }
 
 const SEED_LIMIT = 2 ** 32; // seeds are uint32: 0..2^32-1
@@ -238,14 +241,17 @@ export function createGenerationHandler(
         if (!found) throw new Error(`idempotency key points at missing generation ${original.generation_id}`);
         row = found;
         c.header('Idempotent-Replayed', 'true');
-        c.get('logger').info({ generation_id: row.id }, 'generation replayed for its idempotency key');
+        bindGenerationId(c, row.id);
+        c.get('logger').info('generation replayed for its idempotency key');
       } else {
         ({ row, position } = created);
-        c.get('logger').info({ generation_id: id, api_key_id: apiKey.id }, 'generation queued');
+        deps.onGenerationCreated?.();
+        bindGenerationId(c, id);
+        c.get('logger').info('generation queued');
       }
 
       if (subscription && waitSeconds && !isTerminal(row)) {
-        c.get('logger').info({ generation_id: row.id, wait_s: waitSeconds }, 'waiting for generation');
+        c.get('logger').info({ wait_s: waitSeconds }, 'waiting for generation');
         row =
           (await waitForTerminal({
             db: deps.db,
@@ -278,6 +284,7 @@ export function getGenerationHandler(deps: GenerationDeps): RouteHandler<typeof 
   const estimate = estimateFor(deps);
   return async (c) => {
     const { id } = c.req.valid('param');
+    bindGenerationId(c, id);
     const row = await findGenerationForOwner(deps.db, id, c.get('apiKey').id);
     if (!row) throw apiError('not_found', 'No generation with this id.');
     const [position, queue] = await Promise.all([
@@ -299,6 +306,7 @@ export function cancelGenerationHandler(
 ): RouteHandler<typeof cancelGenerationRoute, AppEnv> {
   return async (c) => {
     const { id } = c.req.valid('param');
+    bindGenerationId(c, id);
     const apiKey = c.get('apiKey');
     const listener = deps.statusListener;
     const waitSeconds = listener ? preferredWaitSeconds(c.req.valid('header').Prefer) : undefined;
@@ -322,9 +330,9 @@ export function cancelGenerationHandler(
       }
       const logger = c.get('logger');
       let { row } = outcome;
-      if (outcome.kind === 'canceled') logger.info({ generation_id: id }, 'queued generation canceled');
+      if (outcome.kind === 'canceled') logger.info('queued generation canceled');
       if (outcome.kind === 'requested') {
-        logger.info({ generation_id: id }, 'cancel requested for running generation');
+        logger.info('cancel requested for running generation');
         if (subscription && waitSeconds) {
           row =
             (await waitForTerminal({
@@ -392,6 +400,7 @@ export function getGenerationImageHandler(
 ): RouteHandler<typeof getGenerationImageRoute, AppEnv> {
   return async (c) => {
     const { id, index } = c.req.valid('param');
+    bindGenerationId(c, id);
     const row = await findGenerationForOwner(deps.db, id, c.get('apiKey').id);
     const output = row?.status === 'succeeded' ? row.outputs.find((o) => o.index === index) : undefined;
     if (!output) throw apiError('not_found', 'No image with this index for this generation.');

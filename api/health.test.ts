@@ -49,6 +49,7 @@ test('GET /openapi.json is an OpenAPI 3.1 document with the paths and bearer sec
     '/v1/generations/{id}/webhook-deliveries',
     '/v1/webhook-deliveries/{id}/redeliver',
     '/v1/webhooks/secret',
+    '/v1/workers',
   ]);
   assert.deepEqual(doc.components.securitySchemes.bearerAuth, {
     type: 'http',

@@ -1,4 +1,4 @@
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
 import type { AppEnv } from './context.ts';
 import { apiError } from './errors.ts';
@@ -22,6 +22,14 @@ export function requestLogging(logger: Logger): MiddlewareHandler<AppEnv> {
       );
     }
   };
+}
+
+/**
+ * Everything the request logs from here on, its access line and any error included, carries the
+ * generation id, so one id finds every line about a generation across requests.
+ */
+export function bindGenerationId(c: Context<AppEnv>, generationId: string): void {
+  c.set('logger', c.get('logger').child({ generation_id: generationId }));
 }
 
 /**

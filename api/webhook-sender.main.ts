@@ -1,14 +1,18 @@
 // The webhook sender process: works the `webhooks` queue, several deliveries at once. Only ever
 // executed (`node api/webhook-sender.main.ts`), never imported. Any number may run side by side.
+import type { Server } from 'node:http';
+import { sql } from 'kysely';
 import { pino } from 'pino';
 import { createDb } from '../db/connect.ts';
 import { ConfigError } from '../db/env.ts';
+import { closeMetricsServer, metricsServerUrl, startMetricsServer } from '../db/metrics-server.ts';
 import { migrateToLatest } from '../db/migrate.ts';
 import { createS3ObjectStore } from '../db/object-store.ts';
 import { createBoss } from '../db/queue.ts';
 import { policyFrom } from '../db/webhooks/config.ts';
 import { ensureWebhookQueue, WEBHOOK_QUEUE } from '../db/webhooks/queue.ts';
 import { loadSenderConfig, type SenderConfig, senderS3Settings } from './webhooks/config.ts';
+import { createSenderMetrics } from './webhooks/metrics.ts';
 import { createWebhookSender } from './webhooks/sender.ts';
 
 let config: SenderConfig;
@@ -37,6 +41,29 @@ const boss = createBoss(config.DATABASE_URL, {
 });
 boss.on('error', (error) => logger.error({ err: error }, 'pg-boss error'));
 
+const metrics = createSenderMetrics();
+let working = false;
+let metricsServer: Server | undefined;
+if (config.METRICS_PORT !== undefined) {
+  try {
+    // Up before the queue, so a sender stuck starting shows as not ready rather than as nothing.
+    metricsServer = await startMetricsServer({
+      registry: metrics.registry,
+      port: config.METRICS_PORT,
+      host: config.METRICS_HOST,
+      readiness: async () => {
+        if (!working) return { ok: false, reason: 'starting' };
+        await sql`select 1`.execute(db);
+        return { ok: true, database: 'ok' };
+      },
+    });
+  } catch (error) {
+    logger.fatal({ err: error, port: config.METRICS_PORT }, 'webhook sender metrics listener failed');
+    await db.destroy();
+    process.exit(1);
+  }
+}
+
 const sender = createWebhookSender({
   db,
   boss,
@@ -46,6 +73,7 @@ const sender = createWebhookSender({
   timeoutMs: config.WEBHOOK_TIMEOUT_SECONDS * 1000,
   retrySchedule: config.retrySchedule,
   resultUrlTtlSeconds: config.RESULT_URL_TTL_SECONDS,
+  onAttempt: metrics.observeAttempt,
 });
 
 try {
@@ -71,6 +99,7 @@ await boss.work(
     if (job) await sender.handle(job);
   },
 );
+working = true;
 
 const recovery = setInterval(() => {
   sender
@@ -84,6 +113,7 @@ logger.info(
     concurrency: config.WEBHOOK_CONCURRENCY,
     schedule: config.retrySchedule,
     timeout_s: config.WEBHOOK_TIMEOUT_SECONDS,
+    metrics_url: metricsServer ? metricsServerUrl(metricsServer) : null,
   },
   'webhook sender ready',
 );
@@ -94,12 +124,14 @@ async function shutdown(signal: string) {
   stopping = true;
   logger.info({ signal }, 'webhook sender stopping');
   clearInterval(recovery);
+  working = false;
   try {
     // Attempts in progress finish (each is bounded by the timeout) and are recorded.
     await boss.offWork(WEBHOOK_QUEUE, { wait: true });
     await boss.stop({ graceful: true, timeout: 5_000 });
     await db.destroy();
     store.close();
+    if (metricsServer) await closeMetricsServer(metricsServer);
     logger.info('webhook sender stopped');
     process.exit(0);
   } catch (error) {

@@ -10,6 +10,7 @@ import {
 } from '../db/webhooks.repository.ts';
 import type { AppEnv } from './context.ts';
 import { apiError } from './errors.ts';
+import { bindGenerationId } from './middleware.ts';
 import type {
   getWebhookSecretRoute,
   listWebhookDeliveriesRoute,
@@ -45,6 +46,7 @@ export function listWebhookDeliveriesHandler(
 ): RouteHandler<typeof listWebhookDeliveriesRoute, AppEnv> {
   return async (c) => {
     const { id } = c.req.valid('param');
+    bindGenerationId(c, id);
     const apiKeyId = c.get('apiKey').id;
     if (!(await findGenerationForOwner(deps.db, id, apiKeyId))) {
       throw apiError('not_found', 'No generation with this id.');
@@ -74,6 +76,7 @@ export function redeliverWebhookHandler(
     const { id } = c.req.valid('param');
     const event = await findWebhookDeliveryForOwner(deps.db, id, c.get('apiKey').id);
     if (!event) throw apiError('not_found', 'No webhook delivery with this id.');
+    bindGenerationId(c, event.generation_id);
     const attempt = await deps.db.transaction().execute((trx) => queueRedelivery(trx, deps.boss, event));
     c.get('logger').info({ webhook_id: event.id, attempt }, 'webhook redelivery queued');
     return c.json({ object: 'webhook_redelivery' as const, webhook_id: event.id, attempt }, 202);

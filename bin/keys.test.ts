@@ -25,6 +25,7 @@ interface KeyJson {
   created_at: string;
   revoked_at: string | null;
   max_in_flight: number | null;
+  admin: boolean;
   key?: string;
 }
 
@@ -46,6 +47,10 @@ async function createJson(...args: string[]): Promise<KeyJson & { key: string }>
 
 function listGenerations(key: string) {
   return fetch(`${stack.baseUrl()}/v1/generations`, { headers: { Authorization: `Bearer ${key}` } });
+}
+
+function listWorkers(key: string) {
+  return fetch(`${stack.baseUrl()}/v1/workers`, { headers: { Authorization: `Bearer ${key}` } });
 }
 
 function createGeneration(key: string, prompt: string) {
@@ -73,6 +78,7 @@ describe('easel keys create', () => {
     assert.equal(created.prefix, created.key.slice(0, 12));
     assert.equal(created.name, 'ci runner');
     assert.equal(created.max_in_flight, 7);
+    assert.equal(created.admin, false);
     assert.equal(created.revoked_at, null);
     assert.ok(!Number.isNaN(Date.parse(created.created_at)));
 
@@ -84,8 +90,33 @@ describe('easel keys create', () => {
     assert.equal(row.key_hash, createHash('sha256').update(created.key).digest('hex'));
     assert.ok(!JSON.stringify(row).includes(created.key), 'the clear key is stored nowhere');
     assert.equal(row.max_in_flight, 7);
+    assert.equal(row.admin, false);
 
     assert.equal((await listGenerations(created.key)).status, 200);
+    // Not an operator key: the fleet view is refused.
+    assert.equal((await listWorkers(created.key)).status, 403);
+  });
+
+  test('--admin makes an operator key: GET /v1/workers answers it', async () => {
+    const created = await createJson('--name', 'operator', '--admin');
+    assert.equal(created.admin, true);
+    const row = await stack.database.db
+      .selectFrom('api_keys')
+      .select('admin')
+      .where('id', '=', created.id)
+      .executeTakeFirstOrThrow();
+    assert.equal(row.admin, true);
+    const res = await listWorkers(created.key);
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as { object: string; data: unknown[] };
+    assert.equal(body.object, 'list');
+    assert.ok(Array.isArray(body.data));
+    assert.equal((await listGenerations(created.key)).status, 200);
+
+    const human = await keys('create', '--name', 'operator-2', '--admin');
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(human.stderr, /^created admin API key 'operator-2'/);
+    assert.equal((await listWorkers(human.stdout.trim())).status, 200);
   });
 
   test('without --json: only the key on stdout, its id, name and prefix on stderr', async () => {
@@ -136,28 +167,29 @@ describe('easel keys create', () => {
 });
 
 describe('easel keys list', () => {
-  test('shows id, name, prefix, times and cap of every key, never a key', async () => {
+  test('shows id, name, prefix, times, cap and admin flag of every key, never a key', async () => {
     const a = await createJson('--name', 'listed-a', '--max-in-flight', '3');
-    const b = await createJson('--name', 'listed-b');
+    const b = await createJson('--name', 'listed-b', '--admin');
     await ok('revoke', b.prefix);
 
     const table = await ok('list');
     const [header, ...rows] = table.trimEnd().split('\n');
-    assert.match(header as string, /^ID\s+NAME\s+PREFIX\s+CREATED\s+REVOKED\s+MAX IN FLIGHT$/);
+    assert.match(header as string, /^ID\s+NAME\s+PREFIX\s+CREATED\s+REVOKED\s+MAX IN FLIGHT\s+ADMIN$/);
     const rowA = rows.find((r) => r.startsWith(a.id));
     const rowB = rows.find((r) => r.startsWith(b.id));
     assert.ok(rowA && rowB, table);
     assert.match(
       rowA,
-      new RegExp(`^${a.id}\\s+listed-a\\s+${a.prefix}\\s+\\d{4}-\\d\\d-\\d\\dT[\\d:]+Z\\s+-\\s+3$`),
+      new RegExp(`^${a.id}\\s+listed-a\\s+${a.prefix}\\s+\\d{4}-\\d\\d-\\d\\dT[\\d:]+Z\\s+-\\s+3\\s+no$`),
     );
-    assert.match(rowB, /\d{4}-\d\d-\d\dT[\d:]+Z\s+\d{4}-\d\d-\d\dT[\d:]+Z\s+server default$/);
+    assert.match(rowB, /\d{4}-\d\d-\d\dT[\d:]+Z\s+\d{4}-\d\d-\d\dT[\d:]+Z\s+server default\s+yes$/);
 
     const json = await ok('list', '--json');
     const listed = JSON.parse(json) as KeyJson[];
     assert.equal(listed.length, rows.length);
     const jsonA = listed.find((k) => k.id === a.id);
     assert.deepEqual(jsonA && Object.keys(jsonA).sort(), [
+      'admin',
       'created_at',
       'id',
       'max_in_flight',
@@ -166,6 +198,8 @@ describe('easel keys list', () => {
       'revoked_at',
     ]);
     assert.equal(jsonA?.max_in_flight, 3);
+    assert.equal(jsonA?.admin, false);
+    assert.equal(listed.find((k) => k.id === b.id)?.admin, true);
     assert.ok(listed.find((k) => k.id === b.id)?.revoked_at);
     for (const output of [table, json]) {
       assert.ok(!output.includes(a.key) && !output.includes(b.key), 'no key in a listing');

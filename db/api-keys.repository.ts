@@ -28,7 +28,7 @@ export const PREFIX_LENGTH = 12;
 
 export async function createApiKey(
   db: Executor,
-  input: { name: string; key?: string; maxInFlight?: number | null },
+  input: { name: string; key?: string; maxInFlight?: number | null; admin?: boolean },
 ): Promise<CreatedApiKey> {
   const key = input.key ?? generateApiKey();
   const apiKey = await db
@@ -39,6 +39,7 @@ export async function createApiKey(
       key_hash: hashApiKey(key),
       revoked_at: null,
       max_in_flight: input.maxInFlight ?? null,
+      admin: input.admin ?? false,
     })
     .returningAll()
     .executeTakeFirstOrThrow();
@@ -76,10 +77,18 @@ export async function findActiveApiKey(db: Executor, key: string): Promise<ApiKe
 /** What may be shown about a key: never its hash or its webhook secrets. */
 export type ApiKeySummary = Pick<
   ApiKey,
-  'id' | 'name' | 'prefix' | 'created_at' | 'revoked_at' | 'max_in_flight'
+  'id' | 'name' | 'prefix' | 'created_at' | 'revoked_at' | 'max_in_flight' | 'admin'
 >;
 
-const SUMMARY_COLUMNS = ['id', 'name', 'prefix', 'created_at', 'revoked_at', 'max_in_flight'] as const;
+const SUMMARY_COLUMNS = [
+  'id',
+  'name',
+  'prefix',
+  'created_at',
+  'revoked_at',
+  'max_in_flight',
+  'admin',
+] as const;
 
 /** Oldest first, revoked keys included (they still own their generations). */
 export async function listApiKeys(db: Executor): Promise<ApiKeySummary[]> {

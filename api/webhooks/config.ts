@@ -9,6 +9,9 @@ export const senderEnv = z.object({
   /** Output URLs in webhook bodies are presigned for this long, like the API's. */
   RESULT_URL_TTL_SECONDS: envInt(60, 604_800).default(3600),
   S3_PUBLIC_ENDPOINT: z.url().optional(),
+  /** Serves /metrics, /healthz and /readyz on this port; unset, the sender listens on nothing. */
+  METRICS_PORT: envInt(0, 65_535).optional(),
+  METRICS_HOST: z.string().min(1).default('127.0.0.1'),
 });
 
 export type SenderConfig = Readonly<z.infer<typeof senderEnv>> & { retrySchedule: readonly number[] };

@@ -33,6 +33,8 @@ export interface SenderDeps {
   resultUrlTtlSeconds: number;
   /** Jitter as a fraction of the delay (default 0.1: up to 10 % later). */
   jitter?: number;
+  /** Told of every attempt made (the metrics); must not throw. */
+  onAttempt?: (result: AttemptResult) => void;
 }
 
 export type SendOutcome = 'skipped' | AttemptResult['kind'];
@@ -84,6 +86,7 @@ export function createWebhookSender(deps: SenderDeps) {
       timeoutMs: deps.timeoutMs,
       policy: deps.policy,
     });
+    deps.onAttempt?.(result);
 
     let status: WebhookEventStatus | undefined;
     let nextAt: Date | null = null;

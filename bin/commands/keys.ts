@@ -6,7 +6,7 @@ import type { Db } from '../../db/connect.ts';
 import { CliError, describeError, intFlag, parseFlags, UsageError } from './cli.ts';
 
 export const keysUsage = `usage:
-  easel keys create --name NAME [--max-in-flight N] [--json]
+  easel keys create --name NAME [--max-in-flight N] [--admin] [--json]
   easel keys list [--json]
   easel keys revoke ID_OR_PREFIX [--json]
   easel keys set ID_OR_PREFIX [--name NAME] [--max-in-flight N|default] [--json]
@@ -17,8 +17,11 @@ Every command takes --database-url URL (default: DATABASE_URL).
 create   makes a key and prints it once, alone on stdout (details go to stderr); the server
          stores only its SHA-256, so a lost key cannot be recovered: revoke it and create another.
          --max-in-flight N caps the key's queued+running generations (default: the server's
-         MAX_IN_FLIGHT_PER_KEY). --json prints id, name, prefix, key, created_at, max_in_flight.
-list     id, name, prefix, creation and revocation times and cap of every key (never the key).
+         MAX_IN_FLIGHT_PER_KEY). --admin makes an operator key: it may also read fleet-wide
+         views (GET /v1/workers); it still sees only its own generations. --json prints id, name,
+         prefix, key, created_at, max_in_flight, admin.
+list     id, name, prefix, creation and revocation times, cap and admin flag of every key (never
+         the key).
 revoke   the key is refused (401) from its next request on. ID_OR_PREFIX is the id, the prefix
          \`list\` shows (esl_ and 8 characters) or the whole key.
 set      renames a key or changes its cap (default: back to the server's); effective at once.
@@ -115,6 +118,7 @@ function toJson(key: ApiKeySummary) {
     created_at: key.created_at.toISOString(),
     revoked_at: key.revoked_at?.toISOString() ?? null,
     max_in_flight: key.max_in_flight,
+    admin: key.admin,
   };
 }
 
@@ -133,7 +137,12 @@ function time(date: Date | null): string {
 async function create(args: string[]): Promise<void> {
   const { values, positionals } = parseFlags(
     args,
-    { ...commonFlags, name: { type: 'string' }, 'max-in-flight': { type: 'string' } },
+    {
+      ...commonFlags,
+      name: { type: 'string' },
+      'max-in-flight': { type: 'string' },
+      admin: { type: 'boolean' },
+    },
     true,
   );
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
@@ -143,14 +152,14 @@ async function create(args: string[]): Promise<void> {
   const url = databaseUrl(values['database-url']);
   const { createApiKey } = await import('../../db/api-keys.repository.ts');
   const { apiKey, key, webhookSecret } = await withDatabase(url, (db) =>
-    createApiKey(db, { name, maxInFlight }),
+    createApiKey(db, { name, maxInFlight, admin: values.admin === true }),
   );
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ ...toJson(apiKey), key, webhook_secret: webhookSecret })}\n`);
     return;
   }
   process.stderr.write(
-    `created API key ${describeKey(apiKey)}, max in flight: ${capText(apiKey.max_in_flight)}\n` +
+    `created ${apiKey.admin ? 'admin ' : ''}API key ${describeKey(apiKey)}, max in flight: ${capText(apiKey.max_in_flight)}\n` +
       `webhook signing secret (also at GET /v1/webhooks/secret): ${webhookSecret}\n` +
       'the key is shown this once and cannot be recovered; store it now:\n',
   );
@@ -172,7 +181,7 @@ async function list(args: string[]): Promise<void> {
     return;
   }
   const rows = [
-    ['ID', 'NAME', 'PREFIX', 'CREATED', 'REVOKED', 'MAX IN FLIGHT'],
+    ['ID', 'NAME', 'PREFIX', 'CREATED', 'REVOKED', 'MAX IN FLIGHT', 'ADMIN'],
     ...keys.map((k) => [
       k.id,
       k.name,
@@ -180,6 +189,7 @@ async function list(args: string[]): Promise<void> {
       time(k.created_at),
       time(k.revoked_at),
       capText(k.max_in_flight),
+      k.admin ? 'yes' : 'no',
     ]),
   ];
   const widths =

@@ -1,0 +1,112 @@
+// The webhook sender process with METRICS_PORT set: real attempts (a receiver that accepts, one
+// that is gone, one that fails) show up on its /metrics by outcome; /readyz and /healthz answer.
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, test } from 'node:test';
+import type { ServiceProcess } from '../../bin/local/service-process.ts';
+import { type Stack, startStack } from '../../test/harness/stack.ts';
+import { loadSenderConfig } from './config.ts';
+
+let stack: Stack;
+let sender: ServiceProcess;
+let metricsUrl: string;
+let receiver: Server;
+let receiverUrl: string;
+
+/** The status each receiver path answers with. */
+const ANSWERS: Record<string, number> = { '/ok': 204, '/gone': 410, '/broken': 503 };
+
+before(async () => {
+  receiver = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(ANSWERS[req.url ?? ''] ?? 404).end());
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+
+  stack = await startStack('sender_metrics', { WEBHOOK_ALLOW_PRIVATE: 'true' });
+  await stack.startApi();
+  // One attempt per event: a 503 is final here, so nothing is retried behind the test's back.
+  sender = await stack.startWebhookSender({ METRICS_PORT: '0', WEBHOOK_RETRY_SCHEDULE: '0' });
+  metricsUrl = String(sender.ready.metrics_url);
+});
+
+after(async () => {
+  await stack?.stop();
+  receiver?.closeAllConnections();
+  await new Promise((resolve) => receiver?.close(resolve));
+});
+
+/** A queued generation canceled at once: its generation.canceled event goes to `path`. */
+async function cancelWithWebhook(path: string): Promise<string> {
+  const created = await stack.request('/v1/generations', {
+    method: 'POST',
+    body: JSON.stringify({
+      prompt: 'metrics',
+      width: 64,
+      height: 64,
+      steps: 1,
+      webhook_url: `${receiverUrl}${path}`,
+      webhook_events: ['generation.canceled'],
+    }),
+  });
+  assert.equal(created.status, 202, await created.clone().text());
+  const { id } = (await created.json()) as { id: string };
+  const canceled = await stack.request(`/v1/generations/${id}/cancel`, { method: 'POST' });
+  assert.equal(canceled.status, 200);
+  return id;
+}
+
+test('the ready line names the metrics URL; /healthz and /readyz answer', async () => {
+  assert.match(metricsUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
+  const health = await fetch(`${metricsUrl}/healthz`);
+  assert.equal(health.status, 200);
+  const ready = await fetch(`${metricsUrl}/readyz`);
+  assert.equal(ready.status, 200);
+  assert.deepEqual(await ready.json(), { status: 'ready', database: 'ok' });
+});
+
+test('each attempt is counted and timed by its outcome', async () => {
+  for (const [path, outcome, msg] of [
+    ['/ok', 'delivered', 'webhook delivered'],
+    ['/gone', 'gone', 'webhook attempt failed'],
+    ['/broken', 'retry', 'webhook attempt failed'],
+  ] as const) {
+    const logged = sender.waitForLog(msg, (l) => l.outcome === outcome);
+    const id = await cancelWithWebhook(path);
+    assert.equal((await logged).generation_id, id);
+  }
+
+  const res = await fetch(`${metricsUrl}/metrics`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+  const text = await res.text();
+  for (const [outcome, count] of [
+    ['delivered', 1],
+    ['gone', 1],
+    ['retry', 1],
+    ['rejected', 0],
+    ['forbidden', 0],
+  ] as const) {
+    assert.match(text, new RegExp(`^easel_webhook_attempts_total\\{outcome="${outcome}"\\} ${count}$`, 'm'));
+  }
+  assert.match(text, /^easel_webhook_attempt_duration_seconds_count\{outcome="delivered"\} 1$/m);
+  assert.match(text, /^easel_webhook_attempt_duration_seconds_count\{outcome="gone"\} 1$/m);
+});
+
+test('without METRICS_PORT the sender listens on nothing; METRICS_HOST defaults to loopback', () => {
+  const config = loadSenderConfig({ DATABASE_URL: stack.database.url });
+  assert.equal(config.METRICS_PORT, undefined);
+  assert.equal(config.METRICS_HOST, '127.0.0.1');
+  assert.throws(
+    () => loadSenderConfig({ DATABASE_URL: stack.database.url, METRICS_PORT: 'nine' }),
+    /METRICS_PORT/,
+  );
+});
+
+// Last: it stops the sender.
+test('SIGTERM stops the sender cleanly, metrics listener included', async () => {
+  assert.equal(await sender.stop(), 0);
+  await assert.rejects(fetch(`${metricsUrl}/healthz`));
+});
