@@ -184,7 +184,10 @@ export function createGenerationStages(deps: HandlerDeps): GenerationStages {
       const parsed = generationJob.safeParse(job.data);
       if (!parsed.success) {
         // A payload we cannot read will never become readable: drop it loudly rather than retry.
-        deps.logger.error({ job_id: job.id, issues: parsed.error.issues }, 'unreadable generation job payload');
+        deps.logger.error(
+          { job_id: job.id, issues: parsed.error.issues },
+          'unreadable generation job payload',
+        );
         return { outcome: 'skipped' };
       }
       const ctx = contextFor(job, parsed.data.generation_id);
@@ -206,50 +209,74 @@ export function createGenerationStages(deps: HandlerDeps): GenerationStages {
     },
 
     async denoise(prepared) {
-      const { ctx, prompt, negative } = prepared;
+      const { ctx, prompt, negative, generation: params } = prepared;
       const { id, logger } = ctx;
       const requestCancel = () => ctx.cancel.abort(new CancelAbort('the generation was canceled'));
       // Watched before the claim, so a cancel sent right after it is not missed.
       ctx.unwatch = deps.cancels?.watch(id, requestCancel);
       return guarded(ctx, async () => {
         ctx.signal.throwIfAborted();
-        const generation = await withWebhookEvent(db, deps.boss, (trx) =>
+        // The claim (row → running, webhook event) commits while the model already runs: the
+        // accelerator does not wait for a database round trip. The parameters come from the row
+        // read in prepare (they never change after creation). If the claim finds the row no longer
+        // runnable, or fails, the model is stopped at its next step.
+        const unclaimed = new AbortController();
+        const claim = withWebhookEvent(db, deps.boss, (trx) =>
           markRunning(trx, id, deps.workerId ?? null),
+        ).then(
+          (generation) => {
+            if (!generation) unclaimed.abort(new Error('the generation is no longer runnable'));
+            else {
+              deps.onActive?.(id);
+              logger.info(
+                { steps: generation.steps, width: generation.width, height: generation.height },
+                'generation started',
+              );
+            }
+            return generation;
+          },
+          (error: unknown) => {
+            unclaimed.abort(error);
+            throw error;
+          },
         );
-        if (!generation) return cancelOrSkip(ctx);
+        ctx.progress = createProgressReporter({
+          async write(record) {
+            // Progress belongs to the claimed attempt: written only once the claim committed.
+            if (!(await claim)) return;
+            const state = await recordProgress(db, id, record);
+            if (state?.cancelRequested) requestCancel();
+          },
+          onError: (error) => logger.warn({ err: error }, 'progress write failed'),
+        });
         const acceleratorStart = performance.now();
-        deps.onActive?.(id);
         try {
-          logger.info(
-            { steps: generation.steps, width: generation.width, height: generation.height },
-            'generation started',
-          );
-          ctx.progress = createProgressReporter({
-            async write(record) {
-              const state = await recordProgress(db, id, record);
-              if (state?.cancelRequested) requestCancel();
-            },
-            onError: (error) => logger.warn({ err: error }, 'progress write failed'),
-          });
-          const result = await model.generate({
+          const generating = model.generate({
             prompt: prompt.promptEn,
             negativePrompt: negative.promptEn,
-            width: generation.width,
-            height: generation.height,
-            steps: generation.steps,
-            guidanceScale: generation.guidance_scale,
-            seed: generation.seed,
-            numImages: generation.num_images,
-            scheduler: (generation.requested_scheduler as SchedulerChoice | null) ?? undefined,
-            karras: generation.requested_karras ?? undefined,
-            signal: ctx.signal,
+            width: params.width,
+            height: params.height,
+            steps: params.steps,
+            guidanceScale: params.guidance_scale,
+            seed: params.seed,
+            numImages: params.num_images,
+            scheduler: (params.requested_scheduler as SchedulerChoice | null) ?? undefined,
+            karras: params.requested_karras ?? undefined,
+            signal: AbortSignal.any([ctx.signal, unclaimed.signal]),
             onStep: ctx.progress.step,
           });
+          const [claimed, generated] = await Promise.allSettled([claim, generating]);
           const acceleratorEnd = performance.now();
-          await ctx.progress.flush();
-          // A cancel can still drop images that were never stored; once stored, they are kept.
-          ctx.cancel.signal.throwIfAborted();
-          return { ...prepared, generation, result, acceleratorStart, acceleratorEnd } satisfies DenoisedJob;
+          if (claimed.status === 'rejected') throw claimed.reason;
+          if (!claimed.value) return cancelOrSkip(ctx);
+          if (generated.status === 'rejected') throw generated.reason;
+          return {
+            ...prepared,
+            generation: claimed.value,
+            result: generated.value,
+            acceleratorStart,
+            acceleratorEnd,
+          } satisfies DenoisedJob;
         } finally {
           deps.onActive?.(undefined);
         }
@@ -259,6 +286,10 @@ export function createGenerationStages(deps: HandlerDeps): GenerationStages {
     async finish(denoised) {
       const { ctx, generation, result, prompt, negative } = denoised;
       const settled = await guarded(ctx, async () => {
+        // The last step's progress is written here, off the accelerator's path; a cancel it (or
+        // the LISTEN) reports can still drop images that were never stored. Once stored, they are kept.
+        await ctx.progress?.flush();
+        ctx.cancel.signal.throwIfAborted();
         const jpegStart = performance.now();
         const jpegs = await Promise.all(result.images.map((image) => encodeJpeg(image)));
         const jpegMs = performance.now() - jpegStart;

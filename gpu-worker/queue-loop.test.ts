@@ -10,7 +10,13 @@ import type { PgBoss } from 'pg-boss';
 import pino from 'pino';
 import { createBoss, ensureGenerationQueue, GENERATION_QUEUE, PGBOSS_SCHEMA } from '../db/queue.ts';
 import { createTestDatabase, type TestDatabase } from '../test/harness/database.ts';
-import type { DenoisedJob, GenerationStages, HeldJob, PreparedJob, Settlement } from './generation.handler.ts';
+import type {
+  DenoisedJob,
+  GenerationStages,
+  HeldJob,
+  PreparedJob,
+  Settlement,
+} from './generation.handler.ts';
 import { startQueueLoop } from './queue-loop.ts';
 
 let database: TestDatabase;

@@ -118,10 +118,7 @@ export function startQueueLoop(options: QueueLoopOptions): QueueLoop {
 
   function hold(job: JobWithMetadata<unknown>): HeldJob {
     const timeout = new AbortController();
-    const timer = setTimeout(
-      () => timeout.abort(new Error('job timeout')),
-      job.expireInSeconds * 1000,
-    );
+    const timer = setTimeout(() => timeout.abort(new Error('job timeout')), job.expireInSeconds * 1000);
     held.set(job.id, { job, timer });
     return {
       id: job.id,
