@@ -19,7 +19,7 @@ import {
 } from '../db/generations.repository.ts';
 import { type ObjectStore, outputKey } from '../db/object-store.ts';
 import { generationJob } from '../db/queue.ts';
-import type { Generation, StoredOutput } from '../db/types.ts';
+import type { Generation, StageTimingsRecord, StoredOutput } from '../db/types.ts';
 import { TERMINAL_STATUSES } from '../db/types.ts';
 import { withWebhookEvent } from '../db/webhooks.repository.ts';
 import type { CancelWatcher } from './cancel-listener.ts';
@@ -54,6 +54,11 @@ export interface HeldJob {
 export interface Settlement {
   outcome: JobOutcome;
   error?: Failure;
+  /** Why it failed (also for permanent failures, which carry no `error`): for metrics. */
+  code?: string;
+  /** A success's stage timings and step count: for metrics. */
+  timings?: StageTimingsRecord;
+  steps?: number;
 }
 
 interface JobContext {
@@ -159,12 +164,14 @@ export function createGenerationStages(deps: HandlerDeps): GenerationStages {
     if (failure.permanent || lastAttempt) {
       await withWebhookEvent(db, deps.boss, (trx) => markFailed(trx, ctx.id, failure));
       logger.error({ err: error, code: failure.code, permanent: failure.permanent }, 'generation failed');
-      return failure.permanent ? { outcome: 'failed' } : { outcome: 'failed', error: failure };
+      return failure.permanent
+        ? { outcome: 'failed', code: failure.code }
+        : { outcome: 'failed', error: failure, code: failure.code };
     }
     // Retried later by pg-boss: show it as waiting again rather than stuck in 'running'.
     await markRequeued(db, ctx.id);
     logger.warn({ err: error, code: failure.code }, 'generation attempt failed; will retry');
-    return { outcome: 'retry', error: failure };
+    return { outcome: 'retry', error: failure, code: failure.code };
   }
 
   /** Runs a stage; an error it throws becomes the attempt's settlement (the watch ends with it). */
@@ -343,7 +350,7 @@ export function createGenerationStages(deps: HandlerDeps): GenerationStages {
           },
           'generation succeeded',
         );
-        return { outcome: 'succeeded' } satisfies Settlement;
+        return { outcome: 'succeeded', timings, steps: generation.steps } satisfies Settlement;
       });
       ctx.unwatch?.();
       return settled;

@@ -4,8 +4,10 @@ import { hostname } from 'node:os';
 import { sql } from 'kysely';
 import pino from 'pino';
 import { createDb } from '../db/connect.ts';
+import { withDeadline } from '../db/deadline.ts';
 import { ConfigError, s3SettingsFrom } from '../db/env.ts';
 import { createListenConnection } from '../db/listen-connection.ts';
+import { closeMetricsServer, metricsServerUrl, startMetricsServer } from '../db/metrics-server.ts';
 import { migrateToLatest } from '../db/migrate.ts';
 import { createS3ObjectStore } from '../db/object-store.ts';
 import { createBoss, ensureGenerationQueue, GENERATION_QUEUED_CHANNEL } from '../db/queue.ts';
@@ -14,7 +16,7 @@ import { heartbeatWorker, markWorkerStopped, registerWorker } from '../db/worker
 import { createCancelListener } from './cancel-listener.ts';
 import { loadWorkerConfig, type WorkerConfig } from './config.ts';
 import { createGenerationStages } from './generation.handler.ts';
-import { serverUrl, startHealthServer } from './health-server.ts';
+import { createWorkerMetrics } from './metrics.ts';
 import { type QueueLoop, startQueueLoop } from './queue-loop.ts';
 import { loadWarmModels, type WarmModels } from './warm-models.ts';
 
@@ -54,41 +56,52 @@ const wakeups = createListenConnection({
 });
 wakeups.events.on('connected', () => loop?.wake());
 
+const READINESS_TIMEOUT_MS = 1000;
 const shutdown = new AbortController();
 let models: WarmModels | undefined;
 let activeGeneration: string | undefined;
 let ready = false;
 
+const metrics = createWorkerMetrics({ heldJobs: () => loop?.held ?? 0, ready: () => ready });
+
+/** Each dependency must answer within the deadline; 'ok' or why not. */
+async function check(probe: () => Promise<unknown>): Promise<string> {
+  try {
+    await withDeadline(probe(), READINESS_TIMEOUT_MS, 'check');
+    return 'ok';
+  } catch (error) {
+    return error instanceof Error ? error.message || error.name : String(error);
+  }
+}
+
+// /readyz: models loaded and warmed (the queue loop runs), Postgres and the object store answer;
+// /metrics for Prometheus; /healthz only says the process answers.
 const health =
   env.HEALTH_PORT === undefined
     ? undefined
-    : await startHealthServer(
-        {
-          get ready() {
-            return ready;
-          },
-          async details() {
-            let database = true;
-            try {
-              await sql`select 1`.execute(db);
-            } catch {
-              database = false;
-            }
-            return {
-              ok: database,
-              database,
-              worker_id: env.WORKER_ID,
-              provider: env.EXECUTION_PROVIDER,
-              model: models?.model.info,
-              translator: models?.translator?.info ?? null,
-              current_generation: activeGeneration ?? null,
-            };
-          },
+    : await startMetricsServer({
+        registry: metrics.registry,
+        port: env.HEALTH_PORT,
+        host: env.HEALTH_HOST,
+        readinessTimeoutMs: READINESS_TIMEOUT_MS * 2,
+        async readiness() {
+          const [database, objectStore] = await Promise.all([
+            check(() => sql`select 1`.execute(db)),
+            check(() => store.ping()),
+          ]);
+          return {
+            ok: ready && database === 'ok' && objectStore === 'ok',
+            checks: { models: ready ? 'ok' : 'loading', database, object_store: objectStore },
+            worker_id: env.WORKER_ID,
+            provider: env.EXECUTION_PROVIDER,
+            model: models?.model.info ?? null,
+            translator: models?.translator?.info ?? null,
+            current_generation: activeGeneration ?? null,
+            jobs_in_hand: loop?.held ?? 0,
+          };
         },
-        env.HEALTH_PORT,
-        env.HEALTH_HOST,
-      );
-if (health) logger.info({ url: serverUrl(health, env.HEALTH_HOST) }, 'worker health listening');
+      });
+if (health) logger.info({ url: metricsServerUrl(health) }, 'worker health listening');
 
 try {
   [models] = await Promise.all([
@@ -107,7 +120,7 @@ try {
   // A worker that cannot load its models or reach its dependencies must not take jobs.
   logger.fatal({ err: error }, 'worker failed to start');
   await Promise.allSettled([boss.stop({ graceful: false }), cancels.close(), wakeups.close(), db.destroy()]);
-  health?.close();
+  if (health) await closeMetricsServer(health).catch(() => {});
   process.exit(1);
 }
 
@@ -135,10 +148,12 @@ loop = startQueueLoop({
   prefetchLeadMs: env.PREFETCH_LEAD_MS,
   maxTails: env.MAX_PENDING_UPLOADS,
   observer: {
-    settled(outcome) {
-      if (outcome === 'succeeded') counts.succeeded++;
-      else if (outcome === 'failed') counts.failed++;
+    settled(settlement) {
+      if (settlement.outcome === 'succeeded') counts.succeeded++;
+      else if (settlement.outcome === 'failed') counts.failed++;
+      metrics.settled(settlement);
     },
+    acceleratorBusy: (_id, start, end) => metrics.acceleratorBusy(end - start),
   },
 });
 const registration = {
@@ -189,7 +204,7 @@ async function stop(signal: string) {
   await models?.release();
   await db.destroy();
   store.close();
-  health?.close();
+  if (health) await closeMetricsServer(health).catch(() => {});
   logger.info('worker stopped');
   process.exit(0);
 }

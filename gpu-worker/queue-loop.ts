@@ -39,7 +39,7 @@ export interface QueueLoopOptions {
 
 export interface QueueLoopObserver {
   acceleratorBusy?(generationId: string, startMs: number, endMs: number): void;
-  settled?(outcome: Settlement['outcome'], generationId: string | undefined): void;
+  settled?(settlement: Settlement, generationId: string | undefined): void;
 }
 
 export interface QueueLoop {
@@ -152,7 +152,7 @@ export function startQueueLoop(options: QueueLoopOptions): QueueLoop {
     const entry = held.get(job.id);
     if (entry) clearTimeout(entry.timer);
     held.delete(job.id);
-    observer?.settled?.(settlement.outcome, generationId);
+    observer?.settled?.(settlement, generationId);
   }
 
   /** Fetches and prepares jobs until one is ready for the accelerator (undefined once stopping). */

@@ -31,10 +31,64 @@ test('the worker reports readiness only with its models loaded, naming provider 
   assert.equal((await fetch(`${url}/healthz`)).status, 200);
   const ready = await fetch(`${url}/readyz`);
   assert.equal(ready.status, 200);
-  const body = (await ready.json()) as { status: string; provider: string; model: { family: string } };
+  const body = (await ready.json()) as {
+    status: string;
+    provider: string;
+    model: { family: string };
+    checks: Record<string, string>;
+  };
   assert.equal(body.status, 'ready');
   assert.equal(body.provider, 'cpu');
   assert.equal(body.model.family, 'OnnxStableDiffusionPipeline');
+  assert.deepEqual(body.checks, { models: 'ok', database: 'ok', object_store: 'ok' });
+
+  // One job, then the metrics say what it cost and how it ended.
+  const id = await stack.enqueue({ steps: 3 });
+  await worker.waitForLog('generation succeeded', byId(id));
+  // Outcomes are counted once pg-boss has the job settled, just after the log line.
+  let scrape = '';
+  for (const deadline = Date.now() + 5_000; Date.now() < deadline; ) {
+    scrape = await (await fetch(`${url}/metrics`)).text();
+    if (scrape.includes('easel_worker_jobs_total{')) break;
+  }
+  assert.match(scrape, /^easel_worker_ready 1$/m);
+  assert.match(scrape, /^easel_worker_jobs_total\{outcome="succeeded"\} 1$/m);
+  assert.match(scrape, /^easel_worker_stage_duration_seconds_count\{stage="denoise"\} 1$/m);
+  assert.match(scrape, /^easel_worker_denoise_step_duration_seconds_count 1$/m);
+  const busy = Number(/^easel_worker_accelerator_busy_seconds_total (\S+)$/m.exec(scrape)?.[1]);
+  assert.ok(busy > 0, `accelerator busy seconds: ${busy}`);
+});
+
+test('worker readiness fails, naming the check, while the object store is unreachable', async (t) => {
+  const port = await freePort();
+  const storageDir = await mkdtemp(join(tmpdir(), 'easel-s3-'));
+  const s3env = { S3_PORT: String(port), S3_STORAGE_DIR: storageDir };
+  let s3 = await startS3ServerProcess(s3env);
+  const worker = await stack.startWorker({
+    HEALTH_PORT: '0',
+    S3_ENDPOINT: s3.endpoint,
+    S3_BUCKET: 'easel-ready',
+  });
+  t.after(async () => {
+    await worker.stop();
+    await s3.stop();
+  });
+  const url = String(
+    worker
+      .recent()
+      .map((l) => (l.includes('worker health listening') ? JSON.parse(l).url : undefined))
+      .find(Boolean),
+  );
+  assert.equal((await fetch(`${url}/readyz`)).status, 200);
+  await s3.stop();
+  const down = await fetch(`${url}/readyz`);
+  assert.equal(down.status, 503);
+  const body = (await down.json()) as { checks: Record<string, string> };
+  assert.equal(body.checks.models, 'ok');
+  assert.equal(body.checks.database, 'ok');
+  assert.notEqual(body.checks.object_store, 'ok');
+  s3 = await startS3ServerProcess(s3env);
+  assert.equal((await fetch(`${url}/readyz`)).status, 200);
 });
 
 test('a worker whose model folder is broken refuses to start, naming the file', async () => {
