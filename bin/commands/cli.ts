@@ -5,6 +5,22 @@ import { stat } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 
+/**
+ * The generation options `generate` (in this process) and `submit` (over HTTP) both take, declared
+ * once so the two commands cannot drift apart in spelling or type.
+ */
+export const generationFlags = {
+  'negative-prompt': { type: 'string' },
+  width: { type: 'string' },
+  height: { type: 'string' },
+  steps: { type: 'string' },
+  guidance: { type: 'string' },
+  seed: { type: 'string' },
+  scheduler: { type: 'string' },
+  karras: { type: 'boolean' },
+  'num-images': { type: 'string' },
+} as const satisfies ParseArgsOptionsConfig;
+
 /** A mistake in how the command was called: printed with the command's usage, exit status 2. */
 export class UsageError extends Error {
   override name = 'UsageError';

@@ -11,6 +11,7 @@ import {
 import { createProgressBar } from '../progress.ts';
 import {
   choiceFlag,
+  generationFlags,
   intFlag,
   numberFlag,
   outputFiles,
@@ -56,15 +57,7 @@ export async function generateCommand(args: string[]): Promise<void> {
   const { values } = parseFlags(args, {
     model: { type: 'string' },
     prompt: { type: 'string' },
-    'negative-prompt': { type: 'string' },
-    width: { type: 'string' },
-    height: { type: 'string' },
-    steps: { type: 'string' },
-    guidance: { type: 'string' },
-    seed: { type: 'string' },
-    scheduler: { type: 'string' },
-    karras: { type: 'boolean' },
-    'num-images': { type: 'string' },
+    ...generationFlags,
     provider: { type: 'string' },
     translator: { type: 'string' },
     translate: { type: 'string' },

@@ -9,7 +9,15 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { SCHEDULER_CHOICES } from '../../gpu-worker/models/text-to-image.ts';
 import { createProgressBar, formatDuration, type ProgressBar } from '../progress.ts';
 import { createClient, type EaselClient, type Generation, TERMINAL } from '../remote/client.ts';
-import { CliError, intFlag, numberFlag, outputFiles, parseFlags, UsageError } from './cli.ts';
+import {
+  CliError,
+  generationFlags,
+  intFlag,
+  numberFlag,
+  outputFiles,
+  parseFlags,
+  UsageError,
+} from './cli.ts';
 
 export const DEFAULT_URL = 'http://127.0.0.1:8080';
 
@@ -178,15 +186,7 @@ export async function submitCommand(args: string[]): Promise<void> {
     {
       url: { type: 'string' },
       key: { type: 'string' },
-      'negative-prompt': { type: 'string' },
-      width: { type: 'string' },
-      height: { type: 'string' },
-      steps: { type: 'string' },
-      guidance: { type: 'string' },
-      seed: { type: 'string' },
-      scheduler: { type: 'string' },
-      karras: { type: 'boolean' },
-      'num-images': { type: 'string' },
+      ...generationFlags,
       wait: { type: 'boolean' },
       timeout: { type: 'string' },
       out: { type: 'string' },
