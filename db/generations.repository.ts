@@ -353,7 +353,7 @@ export async function listGenerations(
 export interface QueueEstimateInputs {
   /** Mean run time (started → finished) of the last RECENT_RUNS succeeded generations; null without any. */
   avgRunMs: number | null;
-  /** Workers running a generation now or that started one within the last WORKER_WINDOW. */
+  /** Live workers: heartbeating in the registry, or running/starting generations within WORKER_WINDOW. */
   workers: number;
 }
 
@@ -367,9 +367,14 @@ export async function queueEstimateInputs(db: Executor): Promise<QueueEstimateIn
         from (select finished_at, started_at from generations
               where status = 'succeeded' and started_at is not null
               order by finished_at desc limit ${RECENT_RUNS}) r) as avg_run_ms,
-      (select count(distinct worker_id)::int from generations
-        where worker_id is not null
-          and (started_at > now() - ${WORKER_WINDOW} or status = 'running')) as workers`.execute(db);
+      -- Live workers in the registry (heartbeat within a minute); also those seen running work
+      -- recently, for workers that predate the registry or lost their heartbeat writes.
+      greatest(
+        (select count(*)::int from workers
+          where stopped_at is null and last_heartbeat_at > now() - interval '1 minute'),
+        (select count(distinct worker_id)::int from generations
+          where worker_id is not null
+            and (started_at > now() - ${WORKER_WINDOW} or status = 'running'))) as workers`.execute(db);
   const row = rows[0];
   return { avgRunMs: row?.avg_run_ms ?? null, workers: row?.workers ?? 0 };
 }
