@@ -164,3 +164,34 @@ test('20 generations on one worker all succeed, in submission order', async (t) 
   // Reported, not asserted: timing belongs in the benchmark, not in a unit test.
   t.diagnostic(`largest gap between one job's end and the next one's start: ${largestGap} ms`);
 });
+
+test('an admin key sees the running worker in GET /v1/workers, and it shows as stopped after SIGTERM', async () => {
+  const { createApiKey } = await import('../db/api-keys.repository.ts');
+  const admin = await createApiKey(stack.database.db, { name: 'operator', admin: true });
+  const asAdmin = { headers: { authorization: `Bearer ${admin.key}` } };
+  const worker = await stack.startWorker({ WORKER_ID: 'gpu-e2e-registry' });
+  const listed = await stack.request('/v1/workers', asAdmin);
+  assert.equal(listed.status, 200);
+  const { data } = (await listed.json()) as {
+    data: { id: string; provider: string; model: { family: string }; live: boolean; pid: number }[];
+  };
+  const entry = data.find((w) => w.id === 'gpu-e2e-registry');
+  assert.ok(entry, 'the worker registered before it reported ready');
+  assert.equal(entry.provider, 'cpu');
+  assert.equal(entry.model.family, 'OnnxStableDiffusionPipeline');
+  assert.equal(entry.live, true);
+  assert.equal(entry.pid, worker.child.pid);
+
+  // Ordinary keys do not see the fleet.
+  assert.equal((await stack.request('/v1/workers')).status, 403);
+
+  assert.equal(await worker.stop(), 0);
+  const live = (await (await stack.request('/v1/workers', asAdmin)).json()) as { data: { id: string }[] };
+  assert.ok(!live.data.some((w) => w.id === 'gpu-e2e-registry'), 'a stopped worker is not live');
+  const all = (await (await stack.request('/v1/workers?include_stale=true', asAdmin)).json()) as {
+    data: { id: string; live: boolean; stopped_at: string | null }[];
+  };
+  const stopped = all.data.find((w) => w.id === 'gpu-e2e-registry');
+  assert.equal(stopped?.live, false);
+  assert.ok(stopped?.stopped_at);
+});
