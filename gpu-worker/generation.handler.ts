@@ -142,6 +142,20 @@ export function createGenerationStages(deps: HandlerDeps): GenerationStages {
   }
 
   async function settleFailure(ctx: JobContext, error: unknown): Promise<Settlement> {
+    try {
+      return await recordFailure(ctx, error);
+    } catch (recordError) {
+      // The database is unreachable too: pg-boss still decides (retry or give up) when the loop
+      // settles the job; the row is corrected by the next attempt (or by its last one).
+      ctx.logger.error(
+        { err: recordError, cause: error instanceof Error ? error.message : String(error) },
+        'could not record the failed attempt; leaving it to pg-boss',
+      );
+      return { outcome: 'retry', error: classifyFailure(error), code: 'database_unavailable' };
+    }
+  }
+
+  async function recordFailure(ctx: JobContext, error: unknown): Promise<Settlement> {
     const { job, logger } = ctx;
     // The last step reached is what the row shows (and what the log reports).
     await ctx.progress?.flush();

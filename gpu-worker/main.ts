@@ -61,6 +61,7 @@ const shutdown = new AbortController();
 let models: WarmModels | undefined;
 let activeGeneration: string | undefined;
 let ready = false;
+let stopping = false;
 
 const metrics = createWorkerMetrics({ heldJobs: () => loop?.held ?? 0, ready: () => ready });
 
@@ -180,8 +181,13 @@ const registryBeat = setInterval(() => {
 }, 5_000);
 ready = true;
 logger.info({ model: models.model.info, worker_id: env.WORKER_ID }, 'worker ready');
+// The loop only ends on stop(); if it ever ends otherwise, a restart beats a worker that idles.
+void loop.done.then(() => {
+  if (stopping) return;
+  logger.fatal('queue loop ended unexpectedly; exiting so the supervisor restarts the worker');
+  process.exit(1);
+});
 
-let stopping = false;
 async function stop(signal: string) {
   if (stopping) return;
   stopping = true;

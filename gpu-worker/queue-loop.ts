@@ -161,11 +161,17 @@ export function startQueueLoop(options: QueueLoopOptions): QueueLoop {
       const fetched = await fetchOne();
       if (!fetched) return undefined;
       const job = hold(fetched);
-      const prepared = await stages.prepare(job);
+      const prepared = await stages.prepare(job).catch(unexpected);
       if (!isSettlement(prepared)) return prepared;
       await settle(job, prepared);
     }
     return undefined;
+  }
+
+  /** Stages settle their own failures; anything escaping them is a bug, retried rather than stranded. */
+  function unexpected(error: unknown): Settlement {
+    logger.error({ err: error }, 'a job stage threw; the attempt will be retried');
+    return { outcome: 'retry', error: { code: 'internal_error', message: String(error), permanent: false } };
   }
 
   function startTail(work: Promise<void>) {
@@ -191,7 +197,7 @@ export function startQueueLoop(options: QueueLoopOptions): QueueLoop {
       if (lead <= 0) prefetch();
 
       const job = prepared.ctx.job;
-      const denoised: DenoisedJob | Settlement = await stages.denoise(prepared);
+      const denoised: DenoisedJob | Settlement = await stages.denoise(prepared).catch(unexpected);
       clearTimeout(prefetchTimer);
       if (isSettlement(denoised)) {
         startTail(settle(job, denoised, prepared.ctx.id));
@@ -199,7 +205,12 @@ export function startQueueLoop(options: QueueLoopOptions): QueueLoop {
         const ms = denoised.acceleratorEnd - denoised.acceleratorStart;
         expectedDenoiseMs = expectedDenoiseMs === undefined ? ms : 0.7 * expectedDenoiseMs + 0.3 * ms;
         observer?.acceleratorBusy?.(prepared.ctx.id, denoised.acceleratorStart, denoised.acceleratorEnd);
-        startTail(stages.finish(denoised).then((settled) => settle(job, settled, prepared.ctx.id)));
+        startTail(
+          stages
+            .finish(denoised)
+            .catch(unexpected)
+            .then((settled) => settle(job, settled, prepared.ctx.id)),
+        );
       }
       prefetch();
     }
