@@ -45,8 +45,7 @@ try {
   await ensureGenerationQueue(boss);
   const { apiKey } = await createApiKey(database.db, { name: 'bench' });
 
-  const enqueue = async (overrides: Partial<NewGeneration>) => {
-    const id = randomUUID();
+  const enqueue = async (overrides: Partial<NewGeneration>, id = randomUUID()) => {
     await database.db.transaction().execute(async (trx) => {
       await insertGeneration(trx, {
         id,
@@ -127,21 +126,10 @@ try {
     const id = randomUUID();
     const succeeded = worker.waitForLog('generation succeeded', (l) => l.generation_id === id);
     const started = worker.waitForLog('generation started', (l) => l.generation_id === id);
-    await database.db.transaction().execute(async (trx) => {
-      await insertGeneration(trx, {
-        id,
-        api_key_id: apiKey.id,
-        prompt: 'pickup probe',
-        negative_prompt: '',
-        width: 64,
-        height: 64,
-        steps: 1,
-        guidance_scale: 7.5,
-        num_images: 1,
-        seed: i,
-      });
-      await enqueueGeneration(boss, trx, id);
-    });
+    await enqueue(
+      { prompt: 'pickup probe', negative_prompt: '', width: 64, height: 64, steps: 1, seed: i },
+      id,
+    );
     const committed = performance.now();
     await started;
     // The 'generation started' line is written right after the claim; reading it through the pipe
