@@ -23,5 +23,9 @@ export function createDb(connectionString: string, options: DbOptions = {}): Db 
   });
   // An idle client losing its connection (Postgres restart) must not crash the process.
   pool.on('error', () => {});
+  // A checked-out client that loses its connection between queries emits 'error' on itself, not
+  // on the pool; unhandled, that kills the process. The query in flight still rejects, and pg
+  // discards the broken client when it is released.
+  pool.on('connect', (client) => client.on('error', () => {}));
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }
