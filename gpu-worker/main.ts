@@ -112,6 +112,9 @@ try {
       await store.ensureBucket();
       await boss.start();
       await ensureGenerationQueue(boss, config.queuePolicy);
+      // Hand back jobs of workers that died (SIGKILL, lost box) now, not at pg-boss's next
+      // supervision tick: a restarted worker must find its predecessor's job queued again.
+      await boss.supervise();
       await ensureWebhookQueue(boss);
       await cancels.start();
       await wakeups.start();
