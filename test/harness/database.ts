@@ -15,8 +15,8 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: ADMIN_URL });
+async function admin<T>(fn: (client: pg.Client) => Promise<T>, adminUrl = ADMIN_URL): Promise<T> {
+  const client = new pg.Client({ connectionString: adminUrl });
   await client.connect();
   try {
     return await fn(client);
@@ -25,10 +25,11 @@ async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
   }
 }
 
-export async function createTestDatabase(label = 'test'): Promise<TestDatabase> {
+/** `adminUrl`: another server's maintenance database (e.g. an embedded Postgres a test stops and starts). */
+export async function createTestDatabase(label = 'test', adminUrl = ADMIN_URL): Promise<TestDatabase> {
   const name = `easel_${label.replace(/[^a-z0-9]/gi, '_').toLowerCase()}_${randomBytes(4).toString('hex')}`;
-  await admin((c) => c.query(`create database "${name}"`));
-  const url = new URL(ADMIN_URL);
+  await admin((c) => c.query(`create database "${name}"`), adminUrl);
+  const url = new URL(adminUrl);
   url.pathname = `/${name}`;
   const db = createDb(url.toString(), { max: 5 });
   await migrateToLatest(db);
@@ -39,7 +40,7 @@ export async function createTestDatabase(label = 'test'): Promise<TestDatabase> 
     async drop() {
       await db.destroy();
       // WITH (FORCE) ends sessions a crashed child process may have left behind.
-      await admin((c) => c.query(`drop database if exists "${name}" with (force)`));
+      await admin((c) => c.query(`drop database if exists "${name}" with (force)`), adminUrl);
     },
   };
 }

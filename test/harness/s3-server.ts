@@ -2,8 +2,12 @@
 // learns its endpoint from the JSON line it prints when ready.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../../bin/local/embedded-postgres.ts';
 
 const script = fileURLToPath(new URL('../../bin/local/s3-server.ts', import.meta.url));
 
@@ -35,10 +39,62 @@ export async function startS3ServerProcess(env: NodeJS.ProcessEnv = {}): Promise
     endpoint,
     child,
     async stop() {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       const gone = once(child, 'exit');
       child.kill('SIGTERM');
       await gone;
+    },
+  };
+}
+
+/**
+ * An S3 server process that a fault test can kill and bring back on the same port, with its
+ * objects kept as files in the same folder (fauxqs writes each object synchronously), so
+ * clients configured with `endpoint` reconnect to it without knowing it went away.
+ */
+export interface RestartableS3Server extends S3ServerProcess {
+  port: number;
+  storageDir: string;
+  readonly running: boolean;
+  /** Ends the process abruptly (SIGKILL by default: requests in flight are cut off). */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts it again on the same port and folder; resolves once it accepts requests. */
+  restart(): Promise<void>;
+}
+
+export async function startRestartableS3Server(
+  options: { port?: number; storageDir?: string } = {},
+): Promise<RestartableS3Server> {
+  const port = options.port ?? (await freePort());
+  const storageDir = options.storageDir ?? (await mkdtemp(join(tmpdir(), 'easel-s3-')));
+  const env = { S3_PORT: String(port), S3_STORAGE_DIR: storageDir };
+  let current = await startS3ServerProcess(env);
+  const alive = () => current.child.exitCode === null && current.child.signalCode === null;
+  return {
+    port,
+    storageDir,
+    get endpoint() {
+      return current.endpoint;
+    },
+    get child() {
+      return current.child;
+    },
+    get running() {
+      return alive();
+    },
+    async kill(signal: NodeJS.Signals = 'SIGKILL') {
+      if (!alive()) return;
+      const gone = once(current.child, 'exit');
+      current.child.kill(signal);
+      await gone;
+    },
+    async restart() {
+      if (alive()) throw new Error('S3 server is still running');
+      current = await startS3ServerProcess(env);
+    },
+    async stop() {
+      if (alive()) await current.stop();
+      if (!options.storageDir) await rm(storageDir, { recursive: true, force: true });
     },
   };
 }

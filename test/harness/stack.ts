@@ -2,6 +2,7 @@
 // and the API and GPU worker as separate processes, exactly as deployed.
 
 import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,12 +35,29 @@ export interface Stack {
    * so tests can create jobs no client could (huge step counts, sizes the model rejects).
    */
   enqueue(overrides?: Partial<NewGeneration>): Promise<string>;
+  /**
+   * Every JSON log line of every service this stack started, as it arrives:
+   * `on('line', (record, service) => …)` where `service` is the ServiceProcess's name
+   * ('api', 'worker', 'webhook-sender'); a worker's records carry its `worker_id`.
+   */
+  logs: EventEmitter<{ line: [record: Record<string, unknown>, service: string] }>;
   stop(): Promise<void>;
 }
 
-export async function startStack(label: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<Stack> {
-  const database = await createTestDatabase(label);
-  const s3 = await startS3ServerProcess();
+export interface StackOptions {
+  /** Create the database on this server instead of TEST_DATABASE_ADMIN_URL (e.g. an embedded one). */
+  adminUrl?: string;
+  /** Use this S3 server process (e.g. a restartable one); the stack stops it with the rest. */
+  s3?: S3ServerProcess;
+}
+
+export async function startStack(
+  label: string,
+  extraEnv: NodeJS.ProcessEnv = {},
+  options: StackOptions = {},
+): Promise<Stack> {
+  const database = await createTestDatabase(label, options.adminUrl);
+  const s3 = options.s3 ?? (await startS3ServerProcess());
   const dataDir = await mkdtemp(join(tmpdir(), `easel-${label}-`));
   const created = await createApiKey(database.db, { name: `${label}-key` });
   const apiKey = created.key;
@@ -54,8 +72,18 @@ export async function startStack(label: string, extraEnv: NodeJS.ProcessEnv = {}
     ...extraEnv,
   };
   const verbose = process.env.EASEL_TEST_VERBOSE === '1';
-  const onLine = (name: string) =>
-    verbose ? (line: string) => process.stderr.write(`[${name}] ${line}\n`) : undefined;
+  const logs = new EventEmitter<{ line: [record: Record<string, unknown>, service: string] }>();
+  const onLine = (name: string) => (line: string) => {
+    if (verbose) process.stderr.write(`[${name}] ${line}\n`);
+    if (!line.startsWith('{') || logs.listenerCount('line') === 0) return;
+    let record: Record<string, unknown>;
+    try {
+      record = JSON.parse(line);
+    } catch {
+      return;
+    }
+    logs.emit('line', record, name);
+  };
 
   let boss: PgBoss | undefined;
   let apiKeyId = '';
@@ -67,6 +95,7 @@ export async function startStack(label: string, extraEnv: NodeJS.ProcessEnv = {}
     apiKey,
     workers: [],
     senders: [],
+    logs,
     async startWebhookSender(more = {}) {
       const sender = await startService({
         name: 'webhook-sender',

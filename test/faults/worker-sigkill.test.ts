@@ -1,0 +1,287 @@
+// A worker killed with SIGKILL (power loss, OOM killer) 20 times in the middle of a backlog:
+// every generation still ends succeeded exactly once with complete outputs, and every job the
+// dead worker held (the one denoising, one prefetched, one still uploading) is handed back by
+// pg-boss's heartbeat check and taken up again within HEARTBEAT_SECONDS + 10 s of the kill.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { sql } from 'kysely';
+import type { ServiceProcess } from '../../bin/local/service-process.ts';
+import { findGeneration } from '../../db/generations.repository.ts';
+import { GENERATION_QUEUE, PGBOSS_SCHEMA } from '../../db/queue.ts';
+import { type Stack, startStack } from '../harness/stack.ts';
+import {
+  ALL_EVENTS,
+  activeJobs,
+  applyWorkerQueuePolicy,
+  assertOutputsComplete,
+  dbNow,
+  jobStates,
+  type LogEvent,
+  percentile,
+  recordLogs,
+  s3ClientFor,
+  statusCounts,
+  stopStackForcefully,
+  waitFor,
+  webhookEventCounts,
+  within,
+} from './support.ts';
+
+const GENERATIONS = 60;
+const KILLS = 20;
+const HEARTBEAT_SECONDS = 10;
+const RECOVERY_BOUND_MS = (HEARTBEAT_SECONDS + 10) * 1000;
+
+// Jobs of 50–300 ms each with the demo model, so a kill lands mid-job and the backlog outlasts
+// the kills; several images per job so kills also land between uploads.
+const SHAPES = [
+  { width: 512, height: 512, steps: 60, num_images: 1 },
+  { width: 768, height: 768, steps: 60, num_images: 2 },
+  { width: 1024, height: 1024, steps: 80, num_images: 1 },
+  { width: 512, height: 512, steps: 30, num_images: 4 },
+];
+
+const WORKER_ENV = {
+  WARMUP_SIZE: '64',
+  HEARTBEAT_SECONDS: String(HEARTBEAT_SECONDS),
+  QUEUE_MONITOR_SECONDS: '1',
+  // A job may be killed several times: it must not run out of attempts, and its backoff
+  // (pg-boss doubles the delay per retry) must stay short next to the heartbeat.
+  JOB_RETRY_LIMIT: '20',
+  JOB_RETRY_DELAY_SECONDS: '1',
+  JOB_RETRY_DELAY_MAX_SECONDS: '2',
+};
+
+let stack: Stack;
+
+before(async () => {
+  stack = await startStack('faults_sigkill', WORKER_ENV);
+  await applyWorkerQueuePolicy(stack);
+});
+
+after(async () => {
+  await stopStackForcefully(stack);
+});
+
+interface Kill {
+  index: number;
+  workerId: string;
+  /** When the worker was spawned and when it was killed (Date.now()). */
+  spawned: number;
+  at: number;
+  /** Database time right after the worker died. */
+  atDb: Date;
+  /** Generation jobs the dead worker held (pg-boss 'active', fetched by it). */
+  held: string[];
+}
+
+interface Pending {
+  id: string;
+  kill: number;
+  killedAt: Date;
+  handedBackAt?: number;
+}
+
+test(`SIGKILL mid-job ${KILLS} times: every job recovers within heartbeat + 10 s and ends succeeded once`, {
+  timeout: 360_000,
+}, async (t) => {
+  const started = Date.now();
+  const db = stack.database.db;
+  const logs = recordLogs(stack);
+  const ids: string[] = [];
+  for (let i = 0; i < GENERATIONS; i++) {
+    const shape = SHAPES[i % SHAPES.length];
+    ids.push(await stack.enqueue({ ...shape, seed: i, prompt: `sigkill backlog ${i}`, ...ALL_EVENTS }));
+  }
+
+  // Follows each held job in pg-boss's table: when it stops being 'active' under the dead
+  // worker's claim (handed back) and when a live worker claims it again (started_on moves past
+  // the kill). A reclaimed job may be prefetched by a worker that is then killed before it
+  // logs 'generation started', so the claim, not the log line, is what recovery is timed by.
+  const pending = new Map<string, Pending>();
+  const handedBack = new Map<string, number>();
+  const reclaimed = new Map<string, number>();
+  /** Every change of a held job's (state, started_on) the sampler saw, for late ones' reports. */
+  const seenStates = new Map<string, string[]>();
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      if (pending.size > 0) {
+        const { rows } = await sql<{ id: string; state: string; started_on: Date | null }>`
+            select id::text, state::text, started_on from ${sql.table(`${PGBOSS_SCHEMA}.job`)}
+            where name = ${GENERATION_QUEUE}
+              and id = any(${[...new Set([...pending.values()].map((p) => p.id))]}::uuid[])`.execute(db);
+        const now = Date.now();
+        const byId = new Map(rows.map((row) => [row.id, row]));
+        for (const [key, entry] of pending) {
+          const row = byId.get(entry.id);
+          if (!row) continue;
+          const seen = seenStates.get(row.id) ?? [];
+          const label = `${row.state}@${row.started_on?.toISOString().slice(11, 23)}`;
+          if (!seen.at(-1)?.endsWith(` ${label}`)) seen.push(`+${now - started} ms ${label}`);
+          seenStates.set(row.id, seen);
+          const claimedAgain = (row.started_on?.getTime() ?? 0) > entry.killedAt.getTime();
+          if (entry.handedBackAt === undefined && (row.state !== 'active' || claimedAgain)) {
+            entry.handedBackAt = now;
+          }
+          if (claimedAgain && row.started_on) {
+            handedBack.set(key, entry.handedBackAt ?? now);
+            reclaimed.set(key, row.started_on.getTime());
+            pending.delete(key);
+          }
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  })();
+
+  /** Resolves when this worker has logged `msg` for the n-th time (counting lines already seen). */
+  const nth = (workerId: string, msg: string, n: number) => {
+    const matches = (e: LogEvent) => e.record.msg === msg && e.record.worker_id === workerId;
+    let seen = logs.events.filter(matches).length;
+    if (seen >= n) return Promise.resolve();
+    return logs.next((e) => matches(e) && ++seen >= n, 60_000, `${workerId} to log '${msg}' ${n} times`);
+  };
+
+  const kills: Kill[] = [];
+  let spawnedAt = await dbNow(db);
+  let spawned = Date.now();
+  let workerId = 'sigkill-w0';
+  let worker: ServiceProcess = await stack.startWorker({ WORKER_ID: workerId });
+  for (let k = 0; k < KILLS; k++) {
+    // Kill at the 1st, 2nd or 3rd job this worker starts, so some jobs finish between kills.
+    await nth(workerId, 'generation started', 1 + (k % 3));
+    const at = Date.now();
+    await within(`${workerId} to die`, 10_000, worker.stop('SIGKILL'));
+    const atDb = await dbNow(db);
+    // Before the next worker starts, 'active' jobs fetched since this one was spawned are its own.
+    const held = (await activeJobs(db))
+      .filter((job) => job.started_on.getTime() >= spawnedAt.getTime())
+      .map((job) => job.id);
+    kills.push({ index: k, workerId, spawned, at, atDb, held });
+    // Keyed by kill: a reclaimed job may be held (and killed) again before the sampler sees it.
+    for (const id of held) pending.set(`${k}:${id}`, { id, kill: k, killedAt: atDb });
+    // The replacement starts at once: it takes other jobs while the killed ones wait for their
+    // heartbeat to lapse, and a live worker's pg-boss supervisor is what hands them back.
+    spawnedAt = atDb;
+    spawned = Date.now();
+    workerId = `sigkill-w${k + 1}`;
+    worker = await stack.startWorker({ WORKER_ID: workerId });
+  }
+  const lastKillAt = Date.now();
+
+  await waitFor(
+    `all ${GENERATIONS} generations to succeed`,
+    async () => (await statusCounts(db)).succeeded === GENERATIONS,
+    { timeoutMs: 180_000, intervalMs: 250 },
+  );
+  const drainedAt = Date.now();
+  sampling = false;
+  await sampler;
+
+  // Recovery of a held job: a live worker claimed it again (pg-boss started_on), or, if the
+  // sampler missed that, the first line about it from a later worker. 'Started again' is the
+  // first 'generation started' (or skip, when its result was recorded before the kill) from a
+  // later worker: it adds the wait behind other handed-back jobs on the one live worker.
+  const recoveries: number[] = [];
+  const handbacks: number[] = [];
+  const restarts: number[] = [];
+  const late: string[] = [];
+  const restartedAs = new Map<string, number>();
+  const perKill: string[] = [];
+  for (const kill of kills) {
+    assert.ok(kill.held.length >= 1, `kill ${kill.index} (${kill.workerId}) happened mid-job: it held a job`);
+    const times: string[] = [];
+    for (const id of kill.held) {
+      const later = (e: LogEvent) =>
+        e.at > kill.at && e.record.generation_id === id && e.record.worker_id !== kill.workerId;
+      const firstLine = logs.events.find(later);
+      const restart = logs.events.find(
+        (e) =>
+          later(e) &&
+          (e.record.msg === 'generation started' || String(e.record.msg).startsWith('generation no longer')),
+      );
+      const claim = reclaimed.get(`${kill.index}:${id}`);
+      const recoveredAt = Math.min(
+        claim ?? Number.POSITIVE_INFINITY,
+        firstLine?.at ?? Number.POSITIVE_INFINITY,
+      );
+      assert.ok(
+        Number.isFinite(recoveredAt),
+        `generation ${id}, held by ${kill.workerId}, was taken up again`,
+      );
+      const ms = recoveredAt - kill.at;
+      recoveries.push(ms);
+      const back = handedBack.get(`${kill.index}:${id}`);
+      if (back !== undefined) handbacks.push(back - kill.at);
+      if (restart) {
+        restarts.push(restart.at - kill.at);
+        const msg = String(restart.record.msg);
+        restartedAs.set(msg, (restartedAs.get(msg) ?? 0) + 1);
+      }
+      times.push(
+        `${back === undefined ? '?' : back - kill.at}/${ms}/${restart ? restart.at - kill.at : '-'}`,
+      );
+      if (ms > RECOVERY_BOUND_MS) {
+        late.push(`${id} (kill ${kill.index}): ${ms} ms`);
+        const lines = logs.events
+          .filter((e) => e.record.generation_id === id)
+          .map((e) => `+${e.at - started} ms ${e.record.worker_id}: ${e.record.msg}`);
+        t.diagnostic(`late ${id}: log ${lines.join(' | ')}; job ${(seenStates.get(id) ?? []).join(' | ')}`);
+      }
+    }
+    perKill.push(
+      `#${kill.index} at +${kill.at - started} ms, worker up ${kill.at - kill.spawned} ms, ` +
+        `held ${kill.held.length}; handed back/reclaimed/started again after (ms): ${times.join(', ')}`,
+    );
+  }
+
+  const rows = await Promise.all(ids.map((id) => findGeneration(db, id)));
+  const events = await webhookEventCounts(db, ids);
+  const jobs = await jobStates(db, ids);
+  const s3 = s3ClientFor(stack);
+  const bucket = String(stack.env.S3_BUCKET);
+  try {
+    for (const row of rows) {
+      assert.ok(row);
+      await assertOutputsComplete(s3, bucket, row);
+      const counts = events.get(row.id) ?? {};
+      assert.equal(counts['generation.completed'], 1, `generation ${row.id} completed exactly once`);
+      assert.equal(counts['generation.failed'] ?? 0, 0, `generation ${row.id} never failed`);
+      assert.equal(counts['generation.started'], row.attempts, `generation ${row.id}: one start per attempt`);
+      assert.equal(jobs.get(row.id)?.state, 'completed', `generation ${row.id}: its job is completed`);
+    }
+  } finally {
+    s3.destroy();
+  }
+  assert.deepEqual(await statusCounts(db), { succeeded: GENERATIONS }, 'nothing left running or queued');
+
+  const stats = (values: number[]) =>
+    `min ${Math.min(...values)}, median ${percentile(values, 50)}, p90 ${percentile(values, 90)}, max ${Math.max(...values)}`;
+  const attempts = rows.map((r) => r?.attempts ?? 0);
+  t.diagnostic(
+    `kills: ${kills.length}; jobs held per kill: ${kills.map((k) => k.held.length).join(',')} (total ${recoveries.length})`,
+  );
+  t.diagnostic(`handed back by pg-boss after the kill (ms, sampled every 100 ms): ${stats(handbacks)}`);
+  t.diagnostic(
+    `reclaimed by a live worker after the kill (ms): ${stats(recoveries)} (bound ${RECOVERY_BOUND_MS})`,
+  );
+  t.diagnostic(`'generation started' again after the kill (ms): ${stats(restarts)}`);
+  t.diagnostic(`restarted as: ${JSON.stringify(Object.fromEntries(restartedAs))}`);
+  for (const line of perKill) t.diagnostic(`kill ${line}`);
+  t.diagnostic(
+    `attempts per generation: max ${Math.max(...attempts)}, generations with >1 attempt: ${attempts.filter((a) => a > 1).length}`,
+  );
+  t.diagnostic(
+    `durations: kills phase ${Math.round((lastKillAt - started) / 1000)} s, drain after last kill ` +
+      `${Math.round((drainedAt - lastKillAt) / 1000)} s, total ${Math.round((Date.now() - started) / 1000)} s`,
+  );
+  assert.deepEqual(
+    late,
+    [],
+    `every killed job is taken up again within ${RECOVERY_BOUND_MS} ms of the kill. Late ones mean no live ` +
+      "worker's pg-boss supervisor handed them back in time (see the 'handed back' diagnostics): a worker " +
+      'runs its first supervise pass only QUEUE_MONITOR_SECONDS after boss.start(), so workers killed ' +
+      "sooner than that never hand back their predecessors' jobs",
+  );
+});
