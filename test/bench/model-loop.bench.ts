@@ -5,12 +5,13 @@
 //   - reloading the models for a job vs running it warm (why the worker keeps them loaded)
 // Two UNet sizes: the tiny test UNet (overhead dominates, a worst case) and one sized so a
 // 25-step 512² job takes a few hundred ms on CPU, nearer a real UNet's per-step cost.
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeDemoModel } from '../../gpu-worker/models/demo-model.ts';
 import { loadTextToImage } from '../../gpu-worker/models/load-model.ts';
 import type { GenerateRequest, TextToImage } from '../../gpu-worker/models/text-to-image.ts';
+import { type BenchRow, machineDescription, writeResult } from './bench-common.ts';
 
 const STEADY_RUNS = Number(process.env.BENCH_RUNS ?? 12);
 const FIRST_RUNS = 5;
@@ -121,7 +122,7 @@ try {
     await measure('sized UNet (4×32ch blocks)', sizedDir),
   ];
 
-  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, onnxruntime-node CPU`;
+  const machine = machineDescription('onnxruntime-node CPU');
   const goal = (ok: boolean) => (ok ? 'met' : 'NOT met');
   console.log(`\nModel loop, 512×512, 25 steps, CFG 7.5, 1 image — ${machine}\n`);
   console.log(
@@ -133,13 +134,32 @@ try {
       `| ${r.unet} | ${r.unet_ms_per_call} | ${r.js_overhead_per_call_ms} | ${r.js_overhead_ratio} (${goal(r.js_overhead_ratio <= 0.02)}) | ${r.first_job_ms} / ${r.steady_job_ms} ms = ${r.first_vs_steady} (${goal(r.first_vs_steady <= 1.05)}) | ${r.reload_job_ms} / ${r.steady_job_ms} ms = ${r.reload_vs_warm}× |`,
     );
   }
-  const out = join('.easel', 'bench');
-  await mkdir(out, { recursive: true });
-  await writeFile(
-    join(out, 'model-loop.json'),
-    `${JSON.stringify({ machine, date: new Date().toISOString(), rows }, null, 2)}\n`,
-  );
-  console.log(`\nwritten: ${join(out, 'model-loop.json')}`);
+  const benchRows: BenchRow[] = rows.flatMap((r) => [
+    {
+      metric: `JS overhead ÷ UNet time per call (${r.unet})`,
+      value: r.js_overhead_ratio,
+      unit: '',
+      goal: '≤ 0.02',
+      met: r.js_overhead_ratio <= 0.02,
+    },
+    {
+      metric: `first job ÷ steady job (${r.unet})`,
+      value: r.first_vs_steady,
+      unit: '',
+      goal: '≤ 1.05',
+      met: r.first_vs_steady <= 1.05,
+    },
+    { metric: `reload per job ÷ warm job (${r.unet})`, value: r.reload_vs_warm, unit: '×' },
+    { metric: `steady job, 512², 25 steps (${r.unet})`, value: r.steady_job_ms, unit: 'ms' },
+  ]);
+  const path = await writeResult({
+    name: 'model-loop',
+    machine,
+    date: new Date().toISOString(),
+    rows: benchRows,
+    details: { rows },
+  });
+  console.log(`\nwritten: ${path}`);
 } finally {
   await rm(work, { recursive: true, force: true });
 }
