@@ -56,12 +56,16 @@ export async function findGenerationForOwner(
  * How many queued generations (all owners) were accepted before this one: 0 means next.
  * Counted from our own table, not pg-boss's cached statistics.
  */
-export async function queuePosition(db: Executor, generation: Pick<Generation, 'id' | 'created_at'>) {
+export async function queuePosition(db: Executor, generation: Pick<Generation, 'id'>) {
+  // The row's own created_at, read in SQL: a JS Date keeps milliseconds, Postgres microseconds,
+  // and rows created in one transaction (a create batch) differ only by id.
   const row = await db
     .selectFrom('generations')
     .select(sql<number>`count(*)::int`.as('ahead'))
     .where('status', '=', 'queued')
-    .where(sql<boolean>`(created_at, id) < (${generation.created_at}, ${generation.id}::uuid)`)
+    .where(
+      sql<boolean>`(created_at, id) < (select s.created_at, s.id from generations s where s.id = ${generation.id}::uuid)`,
+    )
     .executeTakeFirstOrThrow();
   return row.ahead;
 }
