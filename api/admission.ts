@@ -4,9 +4,32 @@ import type { Db } from '../db/connect.ts';
 import { countInFlight, countQueued } from '../db/generations.repository.ts';
 import type { ApiKey } from '../db/types.ts';
 import type { ApiConfig } from './config.ts';
-import { apiError, IN_FLIGHT_RETRY_AFTER_SECONDS, QUEUE_FULL_RETRY_AFTER_SECONDS } from './errors.ts';
+import {
+  type ApiError,
+  apiError,
+  IN_FLIGHT_RETRY_AFTER_SECONDS,
+  QUEUE_FULL_RETRY_AFTER_SECONDS,
+} from './errors.ts';
 
 export type AdmissionConfig = Pick<ApiConfig, 'MAX_IN_FLIGHT_PER_KEY' | 'MAX_QUEUED'>;
+
+export function inFlightCap(apiKey: ApiKey, config: AdmissionConfig): number {
+  return apiKey.max_in_flight ?? config.MAX_IN_FLIGHT_PER_KEY;
+}
+
+export function tooManyInFlight(cap: number): ApiError {
+  return apiError(
+    'too_many_in_flight',
+    `This API key already has ${cap} generations queued or running, its limit; retry when one has finished.`,
+    { headers: { 'Retry-After': String(IN_FLIGHT_RETRY_AFTER_SECONDS) } },
+  );
+}
+
+export function queueFull(): ApiError {
+  return apiError('queue_full', 'The generation queue is full; retry later.', {
+    headers: { 'Retry-After': String(QUEUE_FULL_RETRY_AFTER_SECONDS) },
+  });
+}
 
 /**
  * Throws too_many_in_flight or queue_full when the new generation would exceed a cap. Runs
@@ -16,17 +39,7 @@ export type AdmissionConfig = Pick<ApiConfig, 'MAX_IN_FLIGHT_PER_KEY' | 'MAX_QUE
  * serialising every create (a lock per key plus one global) would cost far more than it saves.
  */
 export async function admitGeneration(trx: Db, apiKey: ApiKey, config: AdmissionConfig): Promise<void> {
-  const cap = apiKey.max_in_flight ?? config.MAX_IN_FLIGHT_PER_KEY;
-  if ((await countInFlight(trx, apiKey.id, cap)) >= cap) {
-    throw apiError(
-      'too_many_in_flight',
-      `This API key already has ${cap} generations queued or running, its limit; retry when one has finished.`,
-      { headers: { 'Retry-After': String(IN_FLIGHT_RETRY_AFTER_SECONDS) } },
-    );
-  }
-  if ((await countQueued(trx, config.MAX_QUEUED)) >= config.MAX_QUEUED) {
-    throw apiError('queue_full', 'The generation queue is full; retry later.', {
-      headers: { 'Retry-After': String(QUEUE_FULL_RETRY_AFTER_SECONDS) },
-    });
-  }
+  const cap = inFlightCap(apiKey, config);
+  if ((await countInFlight(trx, apiKey.id, cap)) >= cap) throw tooManyInFlight(cap);
+  if ((await countQueued(trx, config.MAX_QUEUED)) >= config.MAX_QUEUED) throw queueFull();
 }

@@ -1,6 +1,7 @@
 import { randomInt, randomUUID } from 'node:crypto';
 import type { RouteHandler } from '@hono/zod-openapi';
 import type { PgBoss } from 'pg-boss';
+import type { Logger } from 'pino';
 import type { Db } from '../db/connect.ts';
 import {
   findGenerationForOwner,
@@ -19,11 +20,13 @@ import { policyFrom } from '../db/webhooks/config.ts';
 import { checkWebhookUrl } from '../db/webhooks/ssrf.ts';
 import { DEFAULT_WEBHOOK_EVENTS, enqueueWebhookEvent } from '../db/webhooks.repository.ts';
 import { admitGeneration } from './admission.ts';
+import { singleFlight } from './batcher.ts';
 import type { ApiConfig } from './config.ts';
 import type { AppEnv } from './context.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
 import { apiError } from './errors.ts';
 import { queuedEta, runningEta } from './eta.ts';
+import { createGenerationIntake } from './generation-intake.ts';
 import type {
   cancelGenerationRoute,
   createGenerationRoute,
@@ -52,6 +55,8 @@ export interface GenerationDeps {
   >;
   /** Absent: `Prefer: wait` is ignored. */
   statusListener?: StatusListener;
+  /** Warnings the create path has no request to attach to (a failed queue wake-up). */
+  logger?: Logger;
   /** Called once per accepted generation (not for idempotent replays): the metrics counter. */
   onGenerationCreated?: () => void;
 }
@@ -79,8 +84,10 @@ function etaOf(
  * aggregates, cheaper than the queue position count itself).
  */
 function estimateFor(deps: GenerationDeps) {
+  // Reads that arrive while the aggregate runs share it (it does not depend on the generation).
+  const inputs = singleFlight(() => queueEstimateInputs(deps.db));
   return (rows: readonly Pick<Generation, 'status'>[]) =>
-    rows.some((row) => row.status === 'queued') ? queueEstimateInputs(deps.db) : Promise.resolve(undefined);
+    rows.some((row) => row.status === 'queued') ? inputs() : Promise.resolve(undefined);
 }
 
 /** The public resource; output URLs are presigned here, on every read, never stored. */
@@ -150,6 +157,7 @@ export function createGenerationHandler(
   deps: GenerationDeps,
 ): RouteHandler<typeof createGenerationRoute, AppEnv> {
   const estimate = estimateFor(deps);
+  const intake = createGenerationIntake(deps);
   return async (c) => {
     const input = c.req.valid('json');
     const pixels = input.width * input.height;
@@ -185,39 +193,44 @@ export function createGenerationHandler(
     const seed = input.seed ?? randomInt(0, SEED_LIMIT);
     // Subscribed before the commit, so a generation that finishes at once cannot slip past.
     let subscription = waitSeconds ? listener?.subscribe(id) : undefined;
+    const newRow = {
+      id,
+      api_key_id: apiKey.id,
+      prompt: input.prompt,
+      negative_prompt: input.negative_prompt,
+      width: input.width,
+      height: input.height,
+      steps: input.steps,
+      guidance_scale: input.guidance_scale,
+      num_images: input.num_images,
+      seed,
+      requested_scheduler: input.scheduler ?? null,
+      requested_karras: input.karras ?? null,
+      webhook_url: input.webhook_url ?? null,
+      webhook_events: input.webhook_url ? [...new Set(input.webhook_events ?? DEFAULT_WEBHOOK_EVENTS)] : null,
+    };
     // Row and job commit together: no accepted generation without its job, no job without its row.
-    const creating = deps.db.transaction().execute(async (trx) => {
-      if (idempotencyKey !== undefined && hash !== undefined) {
-        const claim = await claimIdempotencyKey(trx, {
-          apiKeyId: apiKey.id,
-          key: idempotencyKey,
-          requestHash: hash,
-          generationId: id,
-        });
-        if (!claim.claimed) return { replay: true as const, original: claim.existing };
-      }
-      await admitGeneration(trx, apiKey, deps.config);
-      const inserted = await insertGeneration(trx, {
-        id,
-        api_key_id: apiKey.id,
-        prompt: input.prompt,
-        negative_prompt: input.negative_prompt,
-        width: input.width,
-        height: input.height,
-        steps: input.steps,
-        guidance_scale: input.guidance_scale,
-        num_images: input.num_images,
-        seed,
-        requested_scheduler: input.scheduler ?? null,
-        requested_karras: input.karras ?? null,
-        webhook_url: input.webhook_url ?? null,
-        webhook_events: input.webhook_url
-          ? [...new Set(input.webhook_events ?? DEFAULT_WEBHOOK_EVENTS)]
-          : null,
-      });
-      await enqueueGeneration(deps.boss, trx, id);
-      return { replay: false as const, row: inserted, position: await queuePosition(trx, inserted) };
-    });
+    // With an Idempotency-Key, in a transaction of its own that also claims the key; without one,
+    // batched with the creates arriving alongside it (generation-intake.ts).
+    const creating =
+      idempotencyKey !== undefined && hash !== undefined
+        ? deps.db.transaction().execute(async (trx) => {
+            const claim = await claimIdempotencyKey(trx, {
+              apiKeyId: apiKey.id,
+              key: idempotencyKey,
+              requestHash: hash,
+              generationId: id,
+            });
+            if (!claim.claimed) return { replay: true as const, original: claim.existing };
+            await admitGeneration(trx, apiKey, deps.config);
+            const inserted = await insertGeneration(trx, newRow);
+            await enqueueGeneration(deps.boss, trx, id);
+            return { replay: false as const, row: inserted, position: await queuePosition(trx, inserted) };
+          })
+        : intake({ apiKey, row: newRow }).then((result) => {
+            if (!result.ok) throw result.error;
+            return { replay: false as const, row: result.row, position: result.position };
+          });
     const created = await creating.catch((error: unknown) => {
       subscription?.close();
       throw error;

@@ -65,13 +65,17 @@ export async function ensureApiKey(db: Executor, input: { name: string; key: str
     .executeTakeFirstOrThrow();
 }
 
-export async function findActiveApiKey(db: Executor, key: string): Promise<ApiKey | undefined> {
-  return db
+/** The active (unrevoked) keys among these, in one round trip; the map is keyed by the clear key. */
+export async function findActiveApiKeys(db: Executor, keys: readonly string[]): Promise<Map<string, ApiKey>> {
+  const byHash = new Map(keys.map((key) => [hashApiKey(key), key]));
+  if (byHash.size === 0) return new Map();
+  const rows = await db
     .selectFrom('api_keys')
     .selectAll()
-    .where('key_hash', '=', hashApiKey(key))
+    .where('key_hash', 'in', [...byHash.keys()])
     .where('revoked_at', 'is', null)
-    .executeTakeFirst();
+    .execute();
+  return new Map(rows.map((row) => [byHash.get(row.key_hash) as string, row]));
 }
 
 /** What may be shown about a key: never its hash or its webhook secrets. */

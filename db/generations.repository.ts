@@ -34,6 +34,16 @@ export async function insertGeneration(db: Executor, row: NewGeneration): Promis
   return db.insertInto('generations').values(row).returningAll().executeTakeFirstOrThrow();
 }
 
+/** Several rows in one statement (the batched create path); returned in no particular order. */
+export async function insertGenerations(db: Executor, rows: readonly NewGeneration[]): Promise<Generation[]> {
+  if (rows.length === 0) return [];
+  return db
+    .insertInto('generations')
+    .values([...rows])
+    .returningAll()
+    .execute();
+}
+
 export async function findGeneration(db: Executor, id: string): Promise<Generation | undefined> {
   return db.selectFrom('generations').selectAll().where('id', '=', id).executeTakeFirst();
 }
@@ -401,6 +411,36 @@ export async function countInFlight(db: Executor, apiKeyId: string, cap: number)
     .select(sql<number>`count(*)::int`.as('n'))
     .executeTakeFirstOrThrow();
   return row.n;
+}
+
+export interface AdmissionCounts {
+  /** Queued generations across all keys, counted up to the cap asked for. */
+  queued: number;
+  /** Per API key id: its queued+running generations, counted up to that key's cap. */
+  inFlight: Map<string, number>;
+}
+
+/**
+ * countQueued and countInFlight for several keys in one round trip (the batched create path).
+ * Each count stops at its cap, so the work is bounded however long the queue is.
+ */
+export async function admissionCounts(
+  db: Executor,
+  keys: readonly { id: string; cap: number }[],
+  queuedCap: number,
+): Promise<AdmissionCounts> {
+  const { rows } = await sql<{ queued: number; in_flight: Record<string, number> | null }>`
+    select
+      (select count(*)::int from (
+        select 1 from generations where status = 'queued' limit ${queuedCap}) q) as queued,
+      (select json_object_agg(k.id, (
+        select count(*)::int from (
+          select 1 from generations g
+          where g.api_key_id = k.id and g.status in ('queued', 'running') limit k.cap) f))
+        from unnest(${keys.map((k) => k.id)}::uuid[], ${keys.map((k) => k.cap)}::int[]) as k(id, cap)
+      ) as in_flight`.execute(db);
+  const row = rows[0];
+  return { queued: row?.queued ?? 0, inFlight: new Map(Object.entries(row?.in_flight ?? {})) };
 }
 
 /** Queued generations across all keys, counted up to `cap`. */

@@ -119,6 +119,60 @@ export async function enqueueGeneration(
 }
 
 /**
+ * Several generations' jobs in one statement inside the caller's transaction (the batched create
+ * path). Sends no wake-up: a NOTIFY in the transaction would take Postgres's global notify lock
+ * at every commit; the caller pokes a QueueWaker after committing instead.
+ */
+export async function enqueueGenerations(
+  boss: PgBoss,
+  trx: Kysely<Database>,
+  generationIds: readonly string[],
+): Promise<void> {
+  if (generationIds.length === 0) return;
+  const jobs = generationIds.map((id) => ({ id, data: { v: 1, generation_id: id } satisfies GenerationJob }));
+  const inserted = await boss.insert(GENERATION_QUEUE, jobs, { db: fromKysely(trx), returnId: true });
+  // pg-boss skips conflicting ids silently; a row without its job must roll back, not commit.
+  if (inserted?.length !== generationIds.length) {
+    throw new Error(`pg-boss inserted ${inserted?.length ?? 0} of ${generationIds.length} generation jobs`);
+  }
+}
+
+export interface QueueWaker {
+  /**
+   * Wakes idle workers; resolves once a NOTIFY sent after this call has completed (never
+   * rejects). Pokes that arrive while one is in flight share the next one.
+   */
+  poke(): Promise<void>;
+}
+
+/**
+ * Wake-ups for committed jobs, sent outside any create transaction and coalesced, so a burst
+ * of creates costs a handful of NOTIFYs instead of one per create. A wake-up that fails is only
+ * a delay: workers also poll every few seconds.
+ */
+export function createQueueWaker(db: Kysely<Database>, onError: (error: unknown) => void): QueueWaker {
+  let inFlight: Promise<void> | undefined;
+  let next: Promise<void> | undefined;
+  const send = (): Promise<void> =>
+    sql`select pg_notify(${GENERATION_QUEUED_CHANNEL}, '')`.execute(db).then(() => undefined, onError);
+  const poke = (): Promise<void> => {
+    if (!inFlight) {
+      inFlight = send().finally(() => {
+        inFlight = undefined;
+      });
+      return inFlight;
+    }
+    // One is in flight but may have been sent before this poke's rows committed: follow it.
+    next ??= inFlight.then(() => {
+      next = undefined;
+      return poke();
+    });
+    return next;
+  };
+  return { poke };
+}
+
+/**
  * Cancels a generation's job inside the caller's transaction (with the row's own cancel), so it
  * is never fetched. A job a worker already fetched is unaffected; its claim finds the row canceled.
  */
