@@ -3,6 +3,10 @@
 import sharp from 'sharp';
 import type { GeneratedImage } from './models/text-to-image.ts';
 
+// libvips caches recent operations (up to 50 MB and 100 of them by default) in case the same
+// image is processed again; every image here is new, so the cache only grows the worker's memory.
+sharp.cache(false);
+
 export async function encodeJpeg(image: GeneratedImage, quality = 90): Promise<Buffer> {
   const { rgb, width, height } = image;
   if (rgb.length !== width * height * 3) {
