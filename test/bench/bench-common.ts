@@ -6,9 +6,22 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { GenerateRequest } from '../../gpu-worker/models/text-to-image.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const RESULTS_DIR = join(REPO_ROOT, '.easel', 'bench');
+
+/** The job the model benches time: one SD 1.5-style image (512², 25 steps, CFG 7.5). */
+export const BENCH_JOB: GenerateRequest = {
+  prompt: 'a lighthouse at dusk, oil painting',
+  negativePrompt: 'blurry',
+  width: 512,
+  height: 512,
+  steps: 25,
+  guidanceScale: 7.5,
+  seed: 42,
+  numImages: 1,
+};
 
 export interface BenchRow {
   metric: string;

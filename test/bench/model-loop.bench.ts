@@ -11,22 +11,13 @@ import { join } from 'node:path';
 import { writeDemoModel } from '../../gpu-worker/models/demo-model.ts';
 import { loadTextToImage } from '../../gpu-worker/models/load-model.ts';
 import type { GenerateRequest, TextToImage } from '../../gpu-worker/models/text-to-image.ts';
-import { type BenchRow, machineDescription, writeResult } from './bench-common.ts';
+import { BENCH_JOB, type BenchRow, machineDescription, writeResult } from './bench-common.ts';
 
 const STEADY_RUNS = Number(process.env.BENCH_RUNS ?? 12);
 const FIRST_RUNS = 5;
 const RELOAD_RUNS = 5;
 
-const job: GenerateRequest = {
-  prompt: 'a lighthouse at dusk, oil painting',
-  negativePrompt: 'blurry',
-  width: 512,
-  height: 512,
-  steps: 25,
-  guidanceScale: 7.5,
-  seed: 42,
-  numImages: 1,
-};
+const job = BENCH_JOB;
 const warmup: GenerateRequest = { ...job, prompt: 'warm-up', steps: 2, seed: 0 };
 
 const median = (values: number[]) => {

@@ -19,10 +19,10 @@ import { createBoss, enqueueGeneration, ensureGenerationQueue } from '../../db/q
 import type { NewGeneration } from '../../db/types.ts';
 import { writeDemoModel } from '../../gpu-worker/models/demo-model.ts';
 import { loadTextToImage } from '../../gpu-worker/models/load-model.ts';
-import type { GenerateRequest } from '../../gpu-worker/models/text-to-image.ts';
 import { createTestDatabase } from '../harness/database.ts';
 import { startS3ServerProcess } from '../harness/s3-server.ts';
 import {
+  BENCH_JOB,
   type BenchRow,
   machineDescription,
   markdownTable,
@@ -38,16 +38,7 @@ const IDLE_GOAL = 0.02;
 const TARGET_JOB_MS = 240;
 const UNET_WIDTH = 32;
 
-const JOB: GenerateRequest = {
-  prompt: 'a lighthouse at dusk, oil painting',
-  negativePrompt: 'blurry',
-  width: 512,
-  height: 512,
-  steps: 25,
-  guidanceScale: 7.5,
-  seed: 1,
-  numImages: 1,
-};
+const JOB = BENCH_JOB;
 
 /** Writes a demo model whose 512², 25-step job takes about TARGET_JOB_MS here; returns its block count. */
 async function writeCalibratedModel(dir: string): Promise<{ blocks: number; jobMs: number }> {
