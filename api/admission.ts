@@ -1,7 +1,9 @@
 // Backpressure on create: a per-key cap on queued+running generations (429) and a global cap
-// on the queue (503), both answered with Retry-After.
-import type { Db } from '../db/connect.ts';
-import { countInFlight, countQueued } from '../db/generations.repository.ts';
+// on the queue (503), both answered with Retry-After. Applied in the create transaction
+// (generation-intake.ts), but at READ COMMITTED concurrent transactions (other API processes) do
+// not see each other's uncommitted rows, so under a burst a cap can be overshot by up to the
+// number of creates racing at that instant. That is accepted: the caps are backpressure, not
+// quotas, and serialising every create (a lock per key plus one global) would cost far more.
 import type { ApiKey } from '../db/types.ts';
 import type { ApiConfig } from './config.ts';
 import {
@@ -29,17 +31,4 @@ export function queueFull(): ApiError {
   return apiError('queue_full', 'The generation queue is full; retry later.', {
     headers: { 'Retry-After': String(QUEUE_FULL_RETRY_AFTER_SECONDS) },
   });
-}
-
-/**
- * Throws too_many_in_flight or queue_full when the new generation would exceed a cap. Runs
- * inside the create transaction, but at READ COMMITTED concurrent creates do not see each
- * other's uncommitted rows, so under a burst a cap can be overshot by up to the number of
- * creates racing at that instant. That is accepted: the caps are backpressure, not quotas, and
- * serialising every create (a lock per key plus one global) would cost far more than it saves.
- */
-export async function admitGeneration(trx: Db, apiKey: ApiKey, config: AdmissionConfig): Promise<void> {
-  const cap = inFlightCap(apiKey, config);
-  if ((await countInFlight(trx, apiKey.id, cap)) >= cap) throw tooManyInFlight(cap);
-  if ((await countQueued(trx, config.MAX_QUEUED)) >= config.MAX_QUEUED) throw queueFull();
 }

@@ -38,9 +38,15 @@ async function newKey(name: string, maxInFlight: number | null = null): Promise<
     .executeTakeFirstOrThrow();
 }
 
-function request(apiKey: ApiKey, prompt: string, ownerId = apiKey.id): IntakeRequest {
+function request(
+  apiKey: ApiKey,
+  prompt: string,
+  ownerId = apiKey.id,
+  idempotencyKey?: string,
+): IntakeRequest {
   return {
     apiKey,
+    idempotency: idempotencyKey ? { key: idempotencyKey, requestHash: `hash of ${prompt}` } : undefined,
     row: {
       id: randomUUID(),
       api_key_id: ownerId,
@@ -82,7 +88,7 @@ test('concurrent creates share transactions; every row has its job; positions ma
 
   const positions: number[] = [];
   for (const result of results) {
-    assert.ok(result.ok);
+    assert.ok(result.ok && 'row' in result);
     assert.equal(result.position, await queuePosition(t.db, result.row), 'the position a read gives');
     positions.push(result.position);
   }
@@ -145,4 +151,40 @@ test('a row the database rejects fails alone; its batch-mates are created', asyn
   assert.equal((failed.error as { code?: string }).code, '23503');
   assert.equal(await countOpenGenerationJobs(t.db), 5, 'jobs exactly for the created rows');
   assert.equal((await t.db.selectFrom('generations').select('id').execute()).length, 5);
+});
+
+test('Idempotency-Keys in one batch: duplicates replay the first claim; a refused claim is given back', async () => {
+  await clearQueue();
+  const key = await newKey('idem', 2);
+  const intake = createGenerationIntake({ db: t.db, boss, config }, { concurrency: 1, maxBatch: 100 });
+  // The first runs alone; the rest share a batch. 'b' twice: one generation, the second replays
+  // it. 'c' and its duplicate exceed max_in_flight 2: both refused, and the key stays unused.
+  const results = await Promise.all(
+    [
+      request(key, 'a', key.id, 'key-a'),
+      request(key, 'b', key.id, 'key-b'),
+      request(key, 'b', key.id, 'key-b'),
+      request(key, 'c', key.id, 'key-c'),
+      request(key, 'c', key.id, 'key-c'),
+    ].map((r) => intake(r)),
+  );
+  const [a, b, bAgain, c, cAgain] = results;
+  assert.ok(a?.ok && 'row' in a);
+  assert.ok(b?.ok && 'row' in b);
+  assert.ok(bAgain?.ok && 'replayOf' in bAgain);
+  assert.equal(bAgain.replayOf.generation_id, b.row.id);
+  for (const refused of [c, cAgain]) {
+    assert.ok(refused && !refused.ok);
+    assert.equal((refused.error as ApiError).code, 'too_many_in_flight');
+  }
+  const keys = await t.db
+    .selectFrom('idempotency_keys')
+    .select(['key', 'generation_id'])
+    .orderBy('key')
+    .execute();
+  assert.deepEqual(keys, [
+    { key: 'key-a', generation_id: a.row.id },
+    { key: 'key-b', generation_id: b.row.id },
+  ]);
+  assert.equal(await countOpenGenerationJobs(t.db), 2);
 });

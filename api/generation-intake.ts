@@ -1,11 +1,17 @@
-// The create path without an Idempotency-Key: concurrent creates share one transaction (see
-// batcher.ts). A batch costs the same five round trips whatever its size (BEGIN, admission
-// counts, row insert, job insert, COMMIT), so under load the API no longer queues on Postgres
-// round trips. Rows and jobs still commit together: a batch commits whole or not at all.
+// The create path: concurrent creates share one transaction (see batcher.ts). A batch costs the
+// same five round trips whatever its size (BEGIN, admission counts, row insert, job insert,
+// COMMIT), plus one or two per Idempotency-Key it claims, so under load the API no longer queues
+// on Postgres round trips. Rows, jobs and key claims commit together: a batch commits whole or
+// not at all.
 import type { PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
 import type { Db } from '../db/connect.ts';
 import { admissionCounts, insertGenerations } from '../db/generations.repository.ts';
+import {
+  claimIdempotencyKey,
+  type IdempotencyClaim,
+  releaseIdempotencyKeys,
+} from '../db/idempotency-keys.repository.ts';
 import { createQueueWaker, enqueueGenerations } from '../db/queue.ts';
 import type { ApiKey, Generation, NewGeneration } from '../db/types.ts';
 import { type AdmissionConfig, inFlightCap, queueFull, tooManyInFlight } from './admission.ts';
@@ -14,10 +20,16 @@ import { type BatcherOptions, createBatcher } from './batcher.ts';
 export interface IntakeRequest {
   apiKey: ApiKey;
   row: NewGeneration & { id: string };
+  /** The request's Idempotency-Key and the hash of its body, when it sent one. */
+  idempotency?: { key: string; requestHash: string };
 }
+
+type Replayed = Extract<IdempotencyClaim, { claimed: false }>['existing'];
 
 export type IntakeResult =
   | { ok: true; row: Generation; position: number }
+  /** The Idempotency-Key was claimed before (maybe earlier in the same batch): answer with that. */
+  | { ok: true; replayOf: Replayed }
   /** Refused by admission (an ApiError), or the create failed on its own (see runBatch). */
   | { ok: false; error: unknown };
 
@@ -32,7 +44,7 @@ export interface IntakeDeps {
 // positions), so fewer, larger batches do less work; measured with the API bench on a 2-core box:
 // 1 → 2,862 req/s, p99 32 ms; 2 → 2,522-2,616, p99 37-38; 4 → 1,835-2,143, p99 43-54; 8 → 1,652,
 // p99 58. It also makes the positions one process hands out exact (no batch misses another's
-// rows), and leaves the rest of the pool to reads, auth lookups and idempotent creates.
+// rows), and leaves the rest of the pool to reads and auth lookups.
 const CONCURRENCY = 1;
 const MAX_BATCH = 100;
 
@@ -51,7 +63,25 @@ export function createGenerationIntake(
   );
 
   async function admitAndInsert(trx: Db, items: readonly IntakeRequest[]): Promise<IntakeResult[]> {
-    const caps = new Map(items.map((item) => [item.apiKey.id, inFlightCap(item.apiKey, deps.config)]));
+    // Keys first, in arrival order: a replay is answered whatever the caps say. A duplicate later
+    // in the same batch sees the earlier claim (same transaction) and becomes its replay.
+    const results: (IntakeResult | undefined)[] = [];
+    for (const item of items) {
+      if (!item.idempotency) {
+        results.push(undefined);
+        continue;
+      }
+      const claim = await claimIdempotencyKey(trx, {
+        apiKeyId: item.apiKey.id,
+        key: item.idempotency.key,
+        requestHash: item.idempotency.requestHash,
+        generationId: item.row.id,
+      });
+      results.push(claim.claimed ? undefined : { ok: true, replayOf: claim.existing });
+    }
+
+    const pending = items.filter((_, i) => results[i] === undefined);
+    const caps = new Map(pending.map((item) => [item.apiKey.id, inFlightCap(item.apiKey, deps.config)]));
     const counts = await admissionCounts(
       trx,
       [...caps].map(([id, cap]) => ({ id, cap })),
@@ -59,16 +89,28 @@ export function createGenerationIntake(
     );
     // Admitted in arrival order, each seeing the ones admitted before it in this batch.
     let queued = counts.queued;
-    const results: (IntakeResult | undefined)[] = items.map((item) => {
+    const refused = new Map<string, IntakeResult>();
+    for (const item of pending) {
       const cap = caps.get(item.apiKey.id) as number;
       const inFlight = counts.inFlight.get(item.apiKey.id) ?? 0;
-      if (inFlight >= cap) return { ok: false, error: tooManyInFlight(cap) };
-      if (queued >= deps.config.MAX_QUEUED) return { ok: false, error: queueFull() };
-      counts.inFlight.set(item.apiKey.id, inFlight + 1);
-      queued++;
-      return undefined;
-    });
-    const admitted = items.filter((_, i) => results[i] === undefined);
+      if (inFlight >= cap) refused.set(item.row.id, { ok: false, error: tooManyInFlight(cap) });
+      else if (queued >= deps.config.MAX_QUEUED) refused.set(item.row.id, { ok: false, error: queueFull() });
+      else {
+        counts.inFlight.set(item.apiKey.id, inFlight + 1);
+        queued++;
+      }
+    }
+    // A refused create leaves its key unused, as a refused request on its own would.
+    await releaseIdempotencyKeys(
+      trx,
+      pending.flatMap((item) =>
+        item.idempotency && refused.has(item.row.id)
+          ? [{ apiKeyId: item.apiKey.id, key: item.idempotency.key, generationId: item.row.id }]
+          : [],
+      ),
+    );
+
+    const admitted = pending.filter((item) => !refused.has(item.row.id));
     const rows = await insertGenerations(
       trx,
       admitted.map((item) => item.row),
@@ -87,8 +129,11 @@ export function createGenerationIntake(
         .map((row, rank) => [row.id, { row, position: counts.queued + rank }]),
     );
     return items.map((item, i) => {
-      const refused = results[i];
-      if (refused) return refused;
+      const early = results[i];
+      // A replay of a create refused in this very batch shares its refusal.
+      if (early && 'replayOf' in early) return refused.get(early.replayOf.generation_id) ?? early;
+      const refusal = refused.get(item.row.id);
+      if (refusal) return refusal;
       const created = byId.get(item.row.id);
       if (!created) throw new Error(`generation ${item.row.id} was not inserted`);
       return { ok: true, ...created };
@@ -122,7 +167,7 @@ export function createGenerationIntake(
   return async (request) => {
     const result = await submit(request);
     // Answered once workers have been told, outside the batch so its connection is free.
-    if (result.ok) await waker.poke();
+    if (result.ok && 'row' in result) await waker.poke();
     return result;
   };
 }

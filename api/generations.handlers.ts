@@ -5,21 +5,18 @@ import type { Logger } from 'pino';
 import type { Db } from '../db/connect.ts';
 import {
   findGenerationForOwner,
-  insertGeneration,
   listGenerations,
   type QueueEstimateInputs,
   queueEstimateInputs,
   queuePosition,
   requestCancel,
 } from '../db/generations.repository.ts';
-import { claimIdempotencyKey } from '../db/idempotency-keys.repository.ts';
 import type { ObjectStore } from '../db/object-store.ts';
-import { cancelGenerationJob, enqueueGeneration } from '../db/queue.ts';
+import { cancelGenerationJob } from '../db/queue.ts';
 import type { Generation, GenerationStatus } from '../db/types.ts';
 import { policyFrom } from '../db/webhooks/config.ts';
 import { checkWebhookUrl } from '../db/webhooks/ssrf.ts';
 import { DEFAULT_WEBHOOK_EVENTS, enqueueWebhookEvent } from '../db/webhooks.repository.ts';
-import { admitGeneration } from './admission.ts';
 import { singleFlight } from './batcher.ts';
 import type { ApiConfig } from './config.ts';
 import type { AppEnv } from './context.ts';
@@ -209,28 +206,21 @@ export function createGenerationHandler(
       webhook_url: input.webhook_url ?? null,
       webhook_events: input.webhook_url ? [...new Set(input.webhook_events ?? DEFAULT_WEBHOOK_EVENTS)] : null,
     };
-    // Row and job commit together: no accepted generation without its job, no job without its row.
-    // With an Idempotency-Key, in a transaction of its own that also claims the key; without one,
-    // batched with the creates arriving alongside it (generation-intake.ts).
-    const creating =
-      idempotencyKey !== undefined && hash !== undefined
-        ? deps.db.transaction().execute(async (trx) => {
-            const claim = await claimIdempotencyKey(trx, {
-              apiKeyId: apiKey.id,
-              key: idempotencyKey,
-              requestHash: hash,
-              generationId: id,
-            });
-            if (!claim.claimed) return { replay: true as const, original: claim.existing };
-            await admitGeneration(trx, apiKey, deps.config);
-            const inserted = await insertGeneration(trx, newRow);
-            await enqueueGeneration(deps.boss, trx, id);
-            return { replay: false as const, row: inserted, position: await queuePosition(trx, inserted) };
-          })
-        : intake({ apiKey, row: newRow }).then((result) => {
-            if (!result.ok) throw result.error;
-            return { replay: false as const, row: result.row, position: result.position };
-          });
+    // Row, job and Idempotency-Key claim commit together, batched with the creates arriving
+    // alongside (generation-intake.ts): no accepted generation without its job, no job without its row.
+    const creating = intake({
+      apiKey,
+      row: newRow,
+      idempotency:
+        idempotencyKey !== undefined && hash !== undefined
+          ? { key: idempotencyKey, requestHash: hash }
+          : undefined,
+    }).then((result) => {
+      if (!result.ok) throw result.error;
+      return 'replayOf' in result
+        ? { replay: true as const, original: result.replayOf }
+        : { replay: false as const, row: result.row, position: result.position };
+    });
     const created = await creating.catch((error: unknown) => {
       subscription?.close();
       throw error;

@@ -393,26 +393,6 @@ export async function queueEstimateInputs(db: Executor): Promise<QueueEstimateIn
   return { avgRunMs: row?.avg_run_ms ?? null, workers: row?.workers ?? 0 };
 }
 
-/**
- * Counts a key's queued+running generations, stopping at `cap`: enough to compare with the
- * cap, and bounded work however long the queue is.
- */
-export async function countInFlight(db: Executor, apiKeyId: string, cap: number): Promise<number> {
-  const row = await db
-    .selectFrom((eb) =>
-      eb
-        .selectFrom('generations')
-        .select('id')
-        .where('api_key_id', '=', apiKeyId)
-        .where('status', 'in', ['queued', 'running'])
-        .limit(cap)
-        .as('in_flight'),
-    )
-    .select(sql<number>`count(*)::int`.as('n'))
-    .executeTakeFirstOrThrow();
-  return row.n;
-}
-
 export interface AdmissionCounts {
   /** Queued generations across all keys, counted up to the cap asked for. */
   queued: number;
@@ -421,8 +401,8 @@ export interface AdmissionCounts {
 }
 
 /**
- * countQueued and countInFlight for several keys in one round trip (the batched create path).
- * Each count stops at its cap, so the work is bounded however long the queue is.
+ * For admission: queued generations across all keys, and each key's queued+running ones, in one
+ * round trip. Each count stops at its cap, so the work is bounded however long the queue is.
  */
 export async function admissionCounts(
   db: Executor,
@@ -441,17 +421,6 @@ export async function admissionCounts(
       ) as in_flight`.execute(db);
   const row = rows[0];
   return { queued: row?.queued ?? 0, inFlight: new Map(Object.entries(row?.in_flight ?? {})) };
-}
-
-/** Queued generations across all keys, counted up to `cap`. */
-export async function countQueued(db: Executor, cap: number): Promise<number> {
-  const row = await db
-    .selectFrom((eb) =>
-      eb.selectFrom('generations').select('id').where('status', '=', 'queued').limit(cap).as('queued'),
-    )
-    .select(sql<number>`count(*)::int`.as('n'))
-    .executeTakeFirstOrThrow();
-  return row.n;
 }
 
 /**

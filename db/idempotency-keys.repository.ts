@@ -60,3 +60,28 @@ export async function claimIdempotencyKey(
   }
   throw new Error('idempotency key could neither be claimed nor read');
 }
+
+/**
+ * Gives back claims whose generation was refused (admission) in the transaction that claimed
+ * them, so the key stays unused, as if the request had never been made.
+ */
+export async function releaseIdempotencyKeys(
+  trx: Executor,
+  claims: readonly { apiKeyId: string; key: string; generationId: string }[],
+): Promise<void> {
+  if (claims.length === 0) return;
+  await trx
+    .deleteFrom('idempotency_keys')
+    .where((eb) =>
+      eb.or(
+        claims.map((c) =>
+          eb.and([
+            eb('api_key_id', '=', c.apiKeyId),
+            eb('key', '=', c.key),
+            eb('generation_id', '=', c.generationId),
+          ]),
+        ),
+      ),
+    )
+    .execute();
+}

@@ -7,9 +7,10 @@ import type { Database } from './types.ts';
 
 export const GENERATION_QUEUE = 'generations';
 /**
- * Workers LISTEN here to fetch within milliseconds of an insert. Sent by enqueueGeneration in the
- * row's transaction (delivered on commit); our own channel, so the wake-up does not depend on
- * pg-boss internals. Retries whose backoff ends send nothing: workers also poll every few seconds.
+ * Workers LISTEN here to fetch within milliseconds of an insert. The API sends it after a create
+ * batch commits (QueueWaker); enqueueGeneration sends it in its transaction (delivered on commit).
+ * Our own channel, so the wake-up does not depend on pg-boss internals. Retries whose backoff
+ * ends send nothing: workers also poll every few seconds.
  */
 export const GENERATION_QUEUED_CHANNEL = 'easel_generation_queued';
 export const PGBOSS_SCHEMA = 'pgboss';
@@ -105,16 +106,16 @@ export async function ensureGenerationQueue(boss: PgBoss, policy?: QueuePolicy) 
 }
 
 /**
- * Enqueues inside the caller's transaction, so the job exists exactly when the row does.
- * The job id is the generation id: retries keep it, and an operator can join the two.
+ * One generation's job inside the caller's transaction, with its wake-up (for scripts and tests
+ * that write rows themselves; the API batches through enqueueGenerations). The job id is the
+ * generation id: retries keep it, and an operator can join the two.
  */
 export async function enqueueGeneration(
   boss: PgBoss,
   trx: Kysely<Database>,
   generationId: string,
 ): Promise<void> {
-  const payload: GenerationJob = { v: 1, generation_id: generationId };
-  await boss.send(GENERATION_QUEUE, payload, { id: generationId, db: fromKysely(trx) });
+  await enqueueGenerations(boss, trx, [generationId]);
   await sql`select pg_notify(${GENERATION_QUEUED_CHANNEL}, ${generationId})`.execute(trx);
 }
 
