@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { writeDemoModel } from '../../gpu-worker/models/demo-model.ts';
 import { loadTextToImage } from '../../gpu-worker/models/load-model.ts';
 import type { GenerateRequest, TextToImage } from '../../gpu-worker/models/text-to-image.ts';
-import { BENCH_JOB, type BenchRow, machineDescription, writeResult } from './bench-common.ts';
+import { BENCH_JOB, type BenchRow, machineDescription, round, writeResult } from './bench-common.ts';
 
 const STEADY_RUNS = Number(process.env.BENCH_RUNS ?? 12);
 const FIRST_RUNS = 5;
@@ -95,11 +95,6 @@ async function measure(label: string, dir: string): Promise<Row> {
     reload_job_ms: round(median(reloads), 1),
     reload_vs_warm: round(median(reloads) / steadyMs, 2),
   };
-}
-
-function round(value: number, digits: number) {
-  const f = 10 ** digits;
-  return Math.round(value * f) / f;
 }
 
 const work = await mkdtemp(join(tmpdir(), 'easel-bench-'));

@@ -203,11 +203,7 @@ export function rssKiB(pid: number): number {
   return Number(match[1]);
 }
 
-export function percentile(values: readonly number[], p: number): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
-}
+export { percentile } from '../bench/bench-common.ts';
 
 /**
  * Applies the workers' queue policy before anything is enqueued. pg-boss copies the queue's
