@@ -11,14 +11,14 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomInt, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { sql } from 'kysely';
-import { fromKysely } from 'pg-boss';
 import { createApiKey } from '../../db/api-keys.repository.ts';
+import { insertGenerations } from '../../db/generations.repository.ts';
 import {
   createBoss,
   DEFAULT_QUEUE_POLICY,
+  enqueueGenerations,
   ensureGenerationQueue,
   GENERATION_QUEUE,
-  type GenerationJob,
   PGBOSS_SCHEMA,
 } from '../../db/queue.ts';
 import type { NewGeneration } from '../../db/types.ts';
@@ -86,29 +86,32 @@ try {
   await ensureGenerationQueue(boss, DEFAULT_QUEUE_POLICY);
   const { apiKey } = await createApiKey(db, { name: 'bench' });
 
-  // The backlog, written as the API writes it (row and job in one transaction, the job id being
-  // the generation id), but a thousand at a time.
+  // The backlog, written as the API's batched create path writes it (rows and jobs in one
+  // transaction, the job id being the generation id), a thousand at a time.
   process.stderr.write(`queue-headroom: pre-filling ${BACKLOG} generations + jobs\n`);
   const fillStart = performance.now();
   for (let done = 0; done < BACKLOG; done += 1000) {
-    const batch: NewGeneration[] = Array.from({ length: Math.min(1000, BACKLOG - done) }, () => ({
-      id: randomUUID(),
-      api_key_id: apiKey.id,
-      prompt: 'a lighthouse on a cliff at dawn, oil painting',
-      negative_prompt: 'blurry',
-      width: 512,
-      height: 512,
-      steps: 25,
-      guidance_scale: 7.5,
-      num_images: 1,
-      seed: randomInt(0, 2 ** 32),
-    }));
+    const batch: (NewGeneration & { id: string })[] = Array.from(
+      { length: Math.min(1000, BACKLOG - done) },
+      () => ({
+        id: randomUUID(),
+        api_key_id: apiKey.id,
+        prompt: 'a lighthouse on a cliff at dawn, oil painting',
+        negative_prompt: 'blurry',
+        width: 512,
+        height: 512,
+        steps: 25,
+        guidance_scale: 7.5,
+        num_images: 1,
+        seed: randomInt(0, 2 ** 32),
+      }),
+    );
     await db.transaction().execute(async (trx) => {
-      await trx.insertInto('generations').values(batch).execute();
-      await boss.insert(
-        GENERATION_QUEUE,
-        batch.map((row) => ({ id: row.id, data: { v: 1, generation_id: row.id } satisfies GenerationJob })),
-        { db: fromKysely(trx) },
+      await insertGenerations(trx, batch);
+      await enqueueGenerations(
+        boss,
+        trx,
+        batch.map((row) => row.id),
       );
     });
   }
