@@ -6,7 +6,9 @@
 //     box, or one day's load, to the next. Busy intervals come from the worker's own log
 //     (accelerator_start_ms/end_ms per job).
 //   - idle enqueue→start latency: the worker waits on an empty queue; each generation is committed
-//     (row + job + wake-up NOTIFY) and timed until the row says started (goal p95 ≤ 25 ms).
+//     (row + job + wake-up NOTIFY, enqueueGeneration) and timed until the row says started (goal
+//     p95 ≤ 25 ms). The API sends its NOTIFY just after the commit instead, one local round trip
+//     (under a millisecond here) later than this.
 // The real worker process, real pg-boss on the local Postgres, the real S3 server process.
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
