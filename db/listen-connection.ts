@@ -18,6 +18,7 @@ export interface ListenConnection {
 export interface ListenConnectionOptions {
   connectionString: string;
   channels: readonly string[];
+  /** Called for every notification on `channels`; `payload` is '' when the sender gave none. */
   onNotification(channel: string, payload: string): void;
   logger: Logger;
   /** Names the connection in pg_stat_activity and in log lines. */
@@ -45,9 +46,12 @@ export function createListenConnection(options: ListenConnectionOptions): Listen
   let closed = false;
   let started: Promise<boolean> | undefined;
 
+  // Every notification on our channels is delivered, payload or not: an empty payload is a
+  // signal in its own right (the API's coalesced queue wake-up carries none). Dropping empty
+  // payloads here once left API-created jobs to the worker's backstop poll.
   const onNotification = (message: pg.Notification) => {
-    if (!options.channels.includes(message.channel) || !message.payload) return;
-    options.onNotification(message.channel, message.payload);
+    if (!options.channels.includes(message.channel)) return;
+    options.onNotification(message.channel, message.payload ?? '');
   };
 
   function scheduleReconnect() {
