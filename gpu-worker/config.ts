@@ -21,9 +21,17 @@ const schema = z.object({
   HEARTBEAT_SECONDS: envInt(10, 3600).default(10),
   /**
    * How often this worker's pg-boss supervisor looks for jobs whose worker stopped heartbeating
-   * (or that expired) and hands them back; pg-boss's own default is 60 s.
+   * (or that expired) and hands them back, and how often this worker records generations whose
+   * job pg-boss ended; pg-boss's own default is 60 s. Claimed fleet-wide per interval, so more
+   * workers do not mean more passes. 2 s keeps a dead worker's job back on another one within
+   * heartbeat + 10 s at the defaults.
    */
-  QUEUE_MONITOR_SECONDS: envInt(1, 600).default(5),
+  QUEUE_MONITOR_SECONDS: envInt(1, 600).default(2),
+  /**
+   * Backstop poll of an idle worker. New jobs wake it at once through LISTEN/NOTIFY; the poll only
+   * finds retries whose backoff ended (they send no NOTIFY) and jobs whose wake-up was lost.
+   */
+  QUEUE_POLL_SECONDS: envInt(1, 3600).default(2),
   SHUTDOWN_GRACE_SECONDS: envInt(0, 3600).default(30),
   /**
    * Take (and prepare) the next job this long before the current denoise is expected to end, so
