@@ -10,7 +10,12 @@ import { createListenConnection } from '../db/listen-connection.ts';
 import { closeMetricsServer, metricsServerUrl, startMetricsServer } from '../db/metrics-server.ts';
 import { migrateToLatest } from '../db/migrate.ts';
 import { createS3ObjectStore } from '../db/object-store.ts';
-import { createBoss, ensureGenerationQueue, GENERATION_QUEUED_CHANNEL } from '../db/queue.ts';
+import {
+  createBoss,
+  createQueueWaker,
+  ensureGenerationQueue,
+  GENERATION_QUEUED_CHANNEL,
+} from '../db/queue.ts';
 import { ensureWebhookQueue } from '../db/webhooks/queue.ts';
 import { heartbeatWorker, markWorkerStopped, registerWorker } from '../db/workers.repository.ts';
 import { createCancelListener } from './cancel-listener.ts';
@@ -18,6 +23,7 @@ import { loadWorkerConfig, type WorkerConfig } from './config.ts';
 import { createGenerationStages } from './generation.handler.ts';
 import { createWorkerMetrics } from './metrics.ts';
 import { type QueueLoop, startQueueLoop } from './queue-loop.ts';
+import { startQueueReconciler } from './queue-reconciler.ts';
 import { loadWarmModels, type WarmModels } from './warm-models.ts';
 
 let config: WorkerConfig;
@@ -55,6 +61,13 @@ const wakeups = createListenConnection({
   applicationName: 'easel-worker-wakeups',
 });
 wakeups.events.on('connected', () => loop?.wake());
+const reconciler = startQueueReconciler({
+  db,
+  boss,
+  logger: logger.child({ component: 'queue-reconciler' }),
+  waker: createQueueWaker(db, (error) => logger.warn({ err: error }, 'queue wake-up failed')),
+  intervalMs: env.QUEUE_MONITOR_SECONDS * 1000,
+});
 
 const READINESS_TIMEOUT_MS = 1000;
 const shutdown = new AbortController();
@@ -115,6 +128,8 @@ try {
       // Hand back jobs of workers that died (SIGKILL, lost box) now, not at pg-boss's next
       // supervision tick: a restarted worker must find its predecessor's job queued again.
       await boss.supervise();
+      // …and record the generations whose every attempt died with its worker.
+      await reconciler.runNow();
       await ensureWebhookQueue(boss);
       await cancels.start();
       await wakeups.start();
@@ -123,6 +138,7 @@ try {
 } catch (error) {
   // A worker that cannot load its models or reach its dependencies must not take jobs.
   logger.fatal({ err: error }, 'worker failed to start');
+  await reconciler.stop();
   await Promise.allSettled([boss.stop({ graceful: false }), cancels.close(), wakeups.close(), db.destroy()]);
   if (health) await closeMetricsServer(health).catch(() => {});
   process.exit(1);
@@ -149,6 +165,7 @@ loop = startQueueLoop({
   stages,
   logger,
   heartbeatSeconds: env.HEARTBEAT_SECONDS,
+  pollIntervalMs: env.QUEUE_POLL_SECONDS * 1000,
   prefetchLeadMs: env.PREFETCH_LEAD_MS,
   maxTails: env.MAX_PENDING_UPLOADS,
   observer: {
@@ -207,6 +224,7 @@ async function stop(signal: string) {
   } finally {
     clearTimeout(timer);
   }
+  await reconciler.stop();
   await markWorkerStopped(db, env.WORKER_ID).catch(() => {});
   await boss.stop({ graceful: true, timeout: 5_000 });
   await Promise.all([cancels.close(), wakeups.close()]);
