@@ -1,7 +1,7 @@
 // One zod schema per shape: these drive request validation, handler types and openapi.yaml.
 import { z } from '@hono/zod-openapi';
 import { GENERATION_STATUSES, WEBHOOK_EVENT_TYPES } from '../db/types.ts';
-import { KARRAS_SCHEDULER_CHOICES, SCHEDULER_CHOICES } from '../gpu-worker/models/text-to-image.ts';
+import { KARRAS_SCHEDULER_CHOICES, SCHEDULER_CHOICES } from '../db/generation-contract.ts';
 import { ERROR_CODES } from './errors.ts';
 
 const EXAMPLE_ID = '0b6f8f2e-5c1e-4d3a-9a57-3f1f2d8c9e10';

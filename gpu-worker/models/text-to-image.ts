@@ -4,19 +4,14 @@
 
 export type ExecutionProvider = 'cpu' | 'cuda';
 
-/**
- * Samplers a request can choose (the API's enum): Euler, Euler ancestral, DDIM (eta 0),
- * LCM and DPM++ 2M, each as diffusers implements the matching scheduler class.
- */
-export const SCHEDULER_CHOICES = ['euler', 'euler_a', 'ddim', 'lcm', 'dpmpp_2m'] as const;
-export type SchedulerChoice = (typeof SCHEDULER_CHOICES)[number];
+// The sampler names are part of the request contract (db/generation-contract.ts).
+import type { SchedulerChoice } from '../../db/generation-contract.ts';
 
-/** The choices that accept `karras: true` (Karras et al.'s ρ = 7 σ spacing, use_karras_sigmas). */
-export const KARRAS_SCHEDULER_CHOICES = [
-  'euler',
-  'euler_a',
-  'dpmpp_2m',
-] as const satisfies readonly SchedulerChoice[];
+export {
+  KARRAS_SCHEDULER_CHOICES,
+  SCHEDULER_CHOICES,
+  type SchedulerChoice,
+} from '../../db/generation-contract.ts';
 
 export interface GenerateRequest {
   prompt: string;
