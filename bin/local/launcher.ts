@@ -1,12 +1,15 @@
 // `easel start`: the whole service on one machine with no configuration. Anything the
 // environment already points at (DATABASE_URL, S3_ENDPOINT, MODEL_DIR) is used as is; the
 // rest is provided locally: embedded Postgres, an in-process S3 server, the demo model.
+import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ensureApiKey, generateApiKey } from '../../db/api-keys.repository.ts';
 import { createDb } from '../../db/connect.ts';
 import { migrateToLatest } from '../../db/migrate.ts';
 import { startLocalPostgres } from './embedded-postgres.ts';
+import { formatLogLine } from './log-format.ts';
 import { startLocalS3Server } from './s3-server.ts';
 import { type ServiceProcess, startService } from './service-process.ts';
 
@@ -24,31 +27,63 @@ function localApiKey(dataDir: string): string {
   return key;
 }
 
+/** Log lines of the services on our stdout: readable on a terminal, the JSON lines as they are otherwise. */
+function logForwarder(): (label: string) => (line: string) => void {
+  const pretty = process.stdout.isTTY === true;
+  const color = pretty && process.stdout.hasColors();
+  return (label) => (line) => {
+    const out = pretty
+      ? formatLogLine(label, line, { color, serviceWidth: 8 })
+      : line.startsWith('{')
+        ? line
+        : `[${label}] ${line}`;
+    process.stdout.write(`${out}\n`);
+  };
+}
+
 export async function runLocal(): Promise<void> {
   const dataDir = resolve(process.env.EASEL_DATA_DIR ?? '.easel');
   mkdirSync(dataDir, { recursive: true });
   const cleanups: (() => Promise<unknown>)[] = [];
   const services: ServiceProcess[] = [];
+  // Every service child from the moment it is spawned, so a stop during start-up waits for it too.
+  const children: { child: ChildProcess; exited: Promise<unknown> }[] = [];
 
+  // Ctrl-C in a terminal reaches this process and the services (one process group) at once; the
+  // database runs in a group of its own, and is stopped here only once every service has exited,
+  // so no service sees it go away while it is still finishing its work.
   let stopping = false;
   const stopAll = async (code: number) => {
     if (stopping) return;
     stopping = true;
     say('\nstopping…');
-    // Reverse order: services first (the worker finishes its job), then storage and database.
-    await Promise.allSettled(services.map((s) => s.stop('SIGTERM')));
+    await Promise.all(
+      children.map(({ child, exited }) => {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+        return exited;
+      }),
+    );
+    // Then what they used, in reverse order of starting: the S3 server, then the database.
     for (const cleanup of cleanups.reverse()) await cleanup().catch((e) => say(String(e)));
+    say('stopped');
     process.exit(code);
   };
   process.on('SIGINT', () => void stopAll(0));
   process.on('SIGTERM', () => void stopAll(0));
+  process.on('SIGHUP', () => void stopAll(0));
+  const onSpawn = (child: ChildProcess) => children.push({ child, exited: once(child, 'exit') });
 
   try {
     let databaseUrl = process.env.DATABASE_URL;
+    let databaseNote = '';
     if (!databaseUrl) {
-      say(`starting embedded PostgreSQL in ${join(dataDir, 'postgres')} …`);
-      const pg = await startLocalPostgres(dataDir, say);
+      say('starting embedded PostgreSQL …');
+      const pg = await startLocalPostgres(dataDir, say, { ownProcessGroup: true });
       cleanups.push(() => pg.stop());
+      if (pg.relocated) {
+        say(pg.relocated);
+        databaseNote = `; PostgreSQL data in ${pg.databaseDir}`;
+      }
       databaseUrl = pg.url;
     }
     let s3Endpoint = process.env.S3_ENDPOINT;
@@ -71,7 +106,7 @@ export async function runLocal(): Promise<void> {
       EASEL_DATA_DIR: dataDir,
       PORT: process.env.PORT ?? '8080',
     };
-    const forward = (prefix: string) => (line: string) => process.stdout.write(`${prefix} ${line}\n`);
+    const forward = logForwarder();
     say('loading models and starting the worker …');
     const [api] = await Promise.all([
       startService({
@@ -79,7 +114,8 @@ export async function runLocal(): Promise<void> {
         script: 'api/main.ts',
         env,
         readyMsg: 'api listening',
-        onLine: forward('[api]'),
+        onLine: forward('api'),
+        onSpawn,
       }).then((s) => {
         services.push(s);
         return s;
@@ -89,7 +125,8 @@ export async function runLocal(): Promise<void> {
         script: 'gpu-worker/main.ts',
         env,
         readyMsg: 'worker ready',
-        onLine: forward('[worker]'),
+        onLine: forward('worker'),
+        onSpawn,
       }).then((s) => {
         services.push(s);
         return s;
@@ -99,7 +136,8 @@ export async function runLocal(): Promise<void> {
         script: 'api/webhook-sender.main.ts',
         env,
         readyMsg: 'webhook sender ready',
-        onLine: forward('[webhooks]'),
+        onLine: forward('webhooks'),
+        onSpawn,
       }).then((s) => {
         services.push(s);
         return s;
@@ -118,6 +156,7 @@ export async function runLocal(): Promise<void> {
 Easel is running at ${url}  (API docs: ${url}/docs)
 API key: ${apiKey}
 Model: ${process.env.MODEL_DIR ?? 'demo model (random weights: images are noise)'}
+Data: ${dataDir}${databaseNote}
 
 Try:
   curl -s -X POST ${url}/v1/generations \\
@@ -128,6 +167,7 @@ Try:
 Ctrl-C stops everything.
 `);
   } catch (error) {
+    if (stopping) return; // stopped while starting: the services' own failures are expected
     say(`easel start failed: ${error instanceof Error ? error.message : String(error)}`);
     await stopAll(1);
   }

@@ -29,6 +29,8 @@ export interface ServiceOptions {
   readyMsg: string;
   /** Called with every output line (stdout and stderr), e.g. to forward logs. */
   onLine?: (line: string) => void;
+  /** Called with the child as soon as it is spawned, before it is ready (to stop it while it starts). */
+  onSpawn?: (child: ChildProcess) => void;
 }
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -39,6 +41,7 @@ export async function startService(options: ServiceOptions): Promise<ServiceProc
     env: options.env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  options.onSpawn?.(child);
   const lines: string[] = [];
   const waiters: {
     msg: string;

@@ -51,8 +51,8 @@ function describeLoadFailure(
       'execution_provider_unavailable',
       dir,
       '',
-      'the CUDA execution provider could not be loaded. On a machine with CUDA 12 and cuDNN 9, install it with ' +
-        '`ONNXRUNTIME_NODE_INSTALL=cuda12 npm install` (the default install skips it), or set the provider to cpu. ' +
+      'the CUDA execution provider could not be loaded. On a machine with CUDA 12 and cuDNN 9, install its libraries with ' +
+        '`npm run install:cuda` (the default install skips them), or set the provider to cpu. ' +
         `ONNX Runtime said: ${message}`,
       { cause: error },
     );
