@@ -8,54 +8,85 @@ import {
   CancelGenerationHeaders,
   CreateGenerationHeaders,
   CreateGenerationRequest,
+  EXAMPLE_GENERATION,
   Generation,
   GenerationIdParams,
   GenerationImageParams,
   GenerationList,
+  type GenerationResource,
   ListGenerationsQuery,
 } from './generations.schemas.ts';
 import { requireJson } from './middleware.ts';
-import { type ProblemExample, problemResponse } from './responses.ts';
+import {
+  internalErrorResponse,
+  payloadTooLargeResponse,
+  problemResponse,
+  retryAfterHeader,
+  unauthorizedResponse,
+  unavailableResponse,
+} from './responses.ts';
 
 const security = [{ bearerAuth: [] }];
 const COLLECTION = '/v1/generations';
 const ITEM = '/v1/generations/0b6f8f2e-5c1e-4d3a-9a57-3f1f2d8c9e10';
 
-const unauthorized = (instance: string) =>
-  ({
-    ...problemResponse('Missing, unknown or revoked API key.', instance, {
-      code: 'unauthorized',
-      detail: 'Send a valid key as "Authorization: Bearer <key>".',
-    }),
-    headers: {
-      'WWW-Authenticate': { description: 'The auth scheme to use: `Bearer`.', schema: { type: 'string' } },
+const unauthorized = unauthorizedResponse;
+const internal = internalErrorResponse;
+const unavailable = unavailableResponse;
+
+/** The Generation component's example, and variations of it: one per state the routes show. */
+const queued: GenerationResource = EXAMPLE_GENERATION;
+const running: GenerationResource = {
+  ...queued,
+  status: 'running',
+  prompt_en: queued.prompt,
+  negative_prompt_en: queued.negative_prompt,
+  queue_position: null,
+  progress: { step: 8, total: 25 },
+  eta: '2026-11-28T10:15:38.120Z',
+  attempts: 1,
+  timings: { queued_ms: 17 },
+  started_at: '2026-11-28T10:15:30.140Z',
+};
+const succeeded: GenerationResource = {
+  ...running,
+  status: 'succeeded',
+  scheduler: 'dpmpp_2m',
+  requested_scheduler: 'dpmpp_2m',
+  progress: { step: 25, total: 25 },
+  eta: null,
+  outputs: [
+    {
+      index: 0,
+      url: `https://s3.example.com/easel/generations/${queued.id}/0.jpg?X-Amz-Signature=...`,
+      expires_at: '2026-11-28T11:15:41.500Z',
+      width: 512,
+      height: 512,
+      content_type: 'image/jpeg',
+      bytes: 48213,
+      sha256: '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08',
     },
-  }) as const;
-
-const retryAfter = (example: number) =>
-  ({ description: 'Seconds to wait before retrying.', schema: { type: 'integer', example } }) as const;
-
-const unavailable = (
-  instance: string,
-  description = 'The database or the object store is unreachable; retry later.',
-  retryAfterExample = RETRY_AFTER_SECONDS,
-  ...more: ProblemExample[]
-) =>
-  ({
-    ...problemResponse(
-      description,
-      instance,
-      { code: 'service_unavailable', detail: 'The database is unreachable; retry later.' },
-      ...more,
-    ),
-    headers: { 'Retry-After': retryAfter(retryAfterExample) },
-  }) as const;
-
-const internal = (instance: string) =>
-  problemResponse('An unexpected error; the details are in the server log under request_id.', instance, {
-    code: 'internal_error',
-    detail: 'An unexpected error occurred.',
-  });
+  ],
+  timings: {
+    encode_ms: 12,
+    denoise_ms: 8410,
+    decode_ms: 240,
+    jpeg_ms: 7,
+    upload_ms: 31,
+    queued_ms: 17,
+    run_ms: 8881,
+  },
+  finished_at: '2026-11-28T10:15:39.021Z',
+};
+const cancelRequested: GenerationResource = { ...running, cancel_requested: true };
+const canceled: GenerationResource = {
+  ...cancelRequested,
+  status: 'canceled',
+  progress: { step: 9, total: 25 },
+  eta: null,
+  timings: { queued_ms: 17, run_ms: 3120 },
+  finished_at: '2026-11-28T10:15:33.260Z',
+};
 
 export const createGenerationRoute = createRoute({
   method: 'post',
@@ -96,53 +127,7 @@ export const createGenerationRoute = createRoute({
       content: {
         'application/json': {
           schema: Generation,
-          example: {
-            id: '0b6f8f2e-5c1e-4d3a-9a57-3f1f2d8c9e10',
-            object: 'generation',
-            status: 'succeeded',
-            prompt: 'a lighthouse on a cliff at dawn, oil painting',
-            negative_prompt: 'blurry',
-            prompt_en: 'a lighthouse on a cliff at dawn, oil painting',
-            negative_prompt_en: 'blurry',
-            width: 512,
-            height: 512,
-            steps: 25,
-            guidance_scale: 7.5,
-            seed: 42,
-            num_images: 1,
-            scheduler: 'dpmpp_2m',
-            queue_position: null,
-            progress: { step: 25, total: 25 },
-            eta: null,
-            cancel_requested: false,
-            outputs: [
-              {
-                index: 0,
-                url: 'https://s3.example.com/easel/generations/0b6f8f2e-5c1e-4d3a-9a57-3f1f2d8c9e10/0.jpg?X-Amz-Signature=...',
-                expires_at: '2026-11-28T11:15:41.500Z',
-                width: 512,
-                height: 512,
-                content_type: 'image/jpeg',
-                bytes: 48213,
-                sha256: '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08',
-              },
-            ],
-            error: null,
-            attempts: 1,
-            prompt_truncated: false,
-            timings: {
-              encode_ms: 12,
-              denoise_ms: 8410,
-              decode_ms: 240,
-              jpeg_ms: 7,
-              upload_ms: 31,
-              queued_ms: 17,
-              run_ms: 8881,
-            },
-            created_at: '2026-11-28T10:15:30.123Z',
-            started_at: '2026-11-28T10:15:30.140Z',
-            finished_at: '2026-11-28T10:15:39.021Z',
-          },
+          example: succeeded,
         },
       },
     },
@@ -172,10 +157,7 @@ export const createGenerationRoute = createRoute({
       detail: 'The request body could not be parsed as JSON.',
     }),
     401: unauthorized(COLLECTION),
-    413: problemResponse('The body is larger than the server limit (BODY_LIMIT_BYTES).', COLLECTION, {
-      code: 'payload_too_large',
-      detail: 'The body must not exceed 65536 bytes.',
-    }),
+    413: payloadTooLargeResponse(COLLECTION),
     415: problemResponse('The body is not application/json.', COLLECTION, {
       code: 'unsupported_media_type',
       detail: 'Send the request body as application/json.',
@@ -224,7 +206,7 @@ export const createGenerationRoute = createRoute({
             'This API key already has 50 generations queued or running, its limit; retry when one has finished.',
         },
       ),
-      headers: { 'Retry-After': retryAfter(IN_FLIGHT_RETRY_AFTER_SECONDS) },
+      headers: { 'Retry-After': retryAfterHeader(IN_FLIGHT_RETRY_AFTER_SECONDS) },
     },
     500: internal(COLLECTION),
     503: unavailable(
@@ -281,38 +263,8 @@ export const listGenerationsRoute = createRoute({
           schema: GenerationList,
           example: {
             object: 'list',
-            data: [
-              {
-                id: '0b6f8f2e-5c1e-4d3a-9a57-3f1f2d8c9e10',
-                object: 'generation',
-                status: 'queued',
-                prompt: 'a lighthouse on a cliff at dawn, oil painting',
-                negative_prompt: 'blurry',
-                prompt_en: null,
-                negative_prompt_en: null,
-                width: 512,
-                height: 512,
-                steps: 25,
-                guidance_scale: 7.5,
-                seed: 42,
-                num_images: 1,
-                scheduler: null,
-                queue_position: 3,
-                progress: null,
-                eta: '2026-11-28T10:16:10.000Z',
-                cancel_requested: false,
-                outputs: [],
-                error: null,
-                attempts: 0,
-                prompt_truncated: false,
-                timings: {},
-                created_at: '2026-11-28T10:15:30.123Z',
-                started_at: null,
-                finished_at: null,
-              },
-            ],
-            next_cursor:
-              'WyIyMDI2LTExLTI4VDEwOjE1OjMwLjEyMzQ1NloiLCIwYjZmOGYyZS01YzFlLTRkM2EtOWE1Ny0zZjFmMmQ4YzllMTAiXQ',
+            data: [queued],
+            next_cursor: 'AQAAAaIhpx5LC2-PLlweTTqaVz8fLYyeEOwrKtj-lXaOU24Piw',
             has_more: true,
           },
         },
@@ -367,43 +319,17 @@ export const getGenerationImageRoute = createRoute({
       IMAGE,
       { code: 'not_found', detail: 'No image with this index for this generation.' },
     ),
+    422: problemResponse('The index is not a whole number in decimal digits; `errors` names it.', IMAGE, {
+      code: 'validation_failed',
+      detail: 'The request path has 1 invalid field.',
+      errors: [{ field: 'index', message: 'must be a whole number written in decimal digits (0-9)' }],
+    }),
     500: internal(IMAGE),
     503: unavailable(IMAGE),
   },
 });
 
 const CANCEL = `${ITEM}/cancel`;
-
-const canceledExample = {
-  id: '0b6f8f2e-5c1e-4d3a-9a57-3f1f2d8c9e10',
-  object: 'generation',
-  status: 'canceled',
-  prompt: 'a lighthouse on a cliff at dawn, oil painting',
-  negative_prompt: 'blurry',
-  prompt_en: 'a lighthouse on a cliff at dawn, oil painting',
-  negative_prompt_en: 'blurry',
-  width: 512,
-  height: 512,
-  steps: 25,
-  guidance_scale: 7.5,
-  seed: 42,
-  num_images: 1,
-  scheduler: null,
-  requested_scheduler: null,
-  karras: null,
-  queue_position: null,
-  progress: { step: 9, total: 25 },
-  eta: null,
-  cancel_requested: true,
-  outputs: [],
-  error: null,
-  attempts: 1,
-  prompt_truncated: false,
-  timings: { queued_ms: 17, run_ms: 3120 },
-  created_at: '2026-11-28T10:15:30.123Z',
-  started_at: '2026-11-28T10:15:30.140Z',
-  finished_at: '2026-11-28T10:15:33.260Z',
-} as const;
 
 export const cancelGenerationRoute = createRoute({
   method: 'post',
@@ -430,7 +356,7 @@ export const cancelGenerationRoute = createRoute({
           schema: { type: 'string', example: 'wait=30' },
         },
       },
-      content: { 'application/json': { schema: Generation, example: canceledExample } },
+      content: { 'application/json': { schema: Generation, example: canceled } },
     },
     202: {
       description:
@@ -444,14 +370,7 @@ export const cancelGenerationRoute = createRoute({
       content: {
         'application/json': {
           schema: Generation,
-          example: {
-            ...canceledExample,
-            status: 'running',
-            progress: { step: 8, total: 25 },
-            eta: '2026-11-28T10:15:38.120Z',
-            finished_at: null,
-            timings: { queued_ms: 17 },
-          },
+          example: cancelRequested,
         },
       },
     },
@@ -465,6 +384,7 @@ export const cancelGenerationRoute = createRoute({
       code: 'generation_finished',
       detail: 'The generation has already succeeded; there is nothing to cancel.',
     }),
+    413: payloadTooLargeResponse(CANCEL),
     500: internal(CANCEL),
     503: unavailable(CANCEL),
   },

@@ -26,6 +26,8 @@ export const livenessRoute = createRoute({
   tags: ['Health'],
   summary: 'Liveness: the process is up',
   description: 'Touches no dependency.',
+  // Probes need no API key: the empty list says so (no security requirement applies).
+  security: [],
   responses: {
     200: { description: 'Alive.', content: { 'application/json': { schema: Liveness } } },
   },
@@ -38,6 +40,7 @@ export const readinessRoute = createRoute({
   tags: ['Health'],
   summary: 'Readiness: Postgres and the object store answer',
   description: `Each check must answer within ${READINESS_TIMEOUT_MS} ms.`,
+  security: [],
   responses: {
     200: { description: 'Ready.', content: { 'application/json': { schema: Readiness } } },
     503: {

@@ -48,6 +48,8 @@ test('GET /openapi.json is an OpenAPI 3.1 document with the paths and bearer sec
     '/v1/generations/{id}/images/{index}',
     '/v1/generations/{id}/webhook-deliveries',
     '/v1/webhook-deliveries/{id}/redeliver',
+    '/v1/webhooks/disabled-urls',
+    '/v1/webhooks/disabled-urls/{id}',
     '/v1/webhooks/secret',
     '/v1/workers',
   ]);
@@ -85,7 +87,7 @@ test('GET /openapi.json is an OpenAPI 3.1 document with the paths and bearer sec
   ]);
   assert.deepEqual(
     Object.keys(doc.paths['/v1/generations/{id}/images/{index}']?.get?.responses ?? {}).sort(),
-    ['302', '401', '404', '500', '503'],
+    ['302', '401', '404', '422', '500', '503'],
   );
   // Every documented /v1 body comes with an example (on the media type, in named examples, or on its schema).
   for (const [path, operations] of Object.entries(doc.paths).filter(([p]) => p.startsWith('/v1/'))) {

@@ -12,6 +12,7 @@ import { createTestDatabase, type TestDatabase } from '../test/harness/database.
 import { type S3ServerProcess, startS3ServerProcess } from '../test/harness/s3-server.ts';
 import { type AppDeps, createApp } from './app.ts';
 import { type ApiConfig, loadApiConfig, publicS3Settings } from './config.ts';
+import { createResponseValidator, loadOpenApiDocument } from './openapi-conformance.ts';
 
 export interface LogLine {
   level: number;
@@ -29,6 +30,11 @@ export interface TestApi {
   /** Every JSON line the app logged, parsed. */
   logs: LogLine[];
   newKey(name?: string): Promise<{ id: string; key: string }>;
+  /**
+   * Every way a response the app served broke openapi.yaml (undocumented status, content type,
+   * body or header not matching its schema). close() fails when there is any.
+   */
+  openapiViolations: string[];
   /** Serves another app on the same database and store, with some dependencies swapped. */
   serveVariant(overrides: Partial<AppDeps>): Promise<{ url: string; close(): Promise<void> }>;
   close(): Promise<void>;
@@ -44,11 +50,47 @@ function captureLogger(logs: LogLine[]) {
   return pino({ level: 'info' }, sink);
 }
 
-async function listen(deps: AppDeps) {
+// Served on purpose outside the document: Prometheus, the document itself and its docs page.
+const UNDOCUMENTED_PATHS = ['/metrics', '/openapi.json', '/docs'];
+
+let checkResponse: ReturnType<typeof createResponseValidator> | undefined;
+
+/**
+ * Checks each response against openapi.yaml as it leaves the app, so every request a test makes
+ * (through call() or a plain fetch) is covered; what breaks the document lands in `violations`.
+ */
+function conformingFetch(app: ReturnType<typeof createApp>, violations: string[]) {
+  checkResponse ??= createResponseValidator(loadOpenApiDocument(), { undocumented: UNDOCUMENTED_PATHS });
+  const check = checkResponse;
+  return async (request: Request, env: unknown): Promise<Response> => {
+    const response = await app.fetch(request, env);
+    const path = new URL(request.url).pathname;
+    const contentType = response.headers.get('content-type') ?? '';
+    // A stream's body never ends: its status and headers are checked, not the body.
+    const streaming = contentType.startsWith('text/event-stream');
+    const body =
+      response.body && !streaming && !UNDOCUMENTED_PATHS.includes(path) ? await response.clone().text() : '';
+    const found = check({
+      method: request.method,
+      path,
+      status: response.status,
+      headers: response.headers,
+      body,
+    });
+    for (const violation of found) {
+      violations.push(violation);
+      process.stderr.write(`openapi.yaml violation: ${violation}\n`);
+    }
+    return response;
+  };
+}
+
+async function listen(deps: AppDeps, violations: string[]) {
   const app = createApp(deps);
+  const fetch = conformingFetch(app, violations);
   const { server, port } = await new Promise<{ server: ReturnType<typeof serve>; port: number }>(
     (resolve) => {
-      const server = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, (info: AddressInfo) =>
+      const server = serve({ fetch, hostname: '127.0.0.1', port: 0 }, (info: AddressInfo) =>
         resolve({ server, port: info.port }),
       );
     },
@@ -80,7 +122,8 @@ export async function startTestApi(label: string, env: Record<string, string> = 
   await ensureGenerationQueue(boss);
   const logs: LogLine[] = [];
   const deps: AppDeps = { db: t.db, boss, store, config, logger: captureLogger(logs) };
-  const main = await listen(deps);
+  const openapiViolations: string[] = [];
+  const main = await listen(deps, openapiViolations);
   const variants: Array<() => Promise<void>> = [];
 
   return {
@@ -91,12 +134,13 @@ export async function startTestApi(label: string, env: Record<string, string> = 
     boss,
     config,
     logs,
+    openapiViolations,
     async newKey(name = 'test') {
       const { apiKey, key } = await createApiKey(t.db, { name });
       return { id: apiKey.id, key };
     },
     async serveVariant(overrides) {
-      const variant = await listen({ ...deps, ...overrides });
+      const variant = await listen({ ...deps, ...overrides }, openapiViolations);
       variants.push(variant.close);
       return variant;
     },
@@ -107,6 +151,11 @@ export async function startTestApi(label: string, env: Record<string, string> = 
       store.close();
       await s3.stop();
       await t.drop();
+      if (openapiViolations.length > 0) {
+        throw new Error(
+          `${openapiViolations.length} response(s) did not match openapi.yaml:\n${openapiViolations.join('\n')}`,
+        );
+      }
     },
   };
 }

@@ -64,14 +64,26 @@ export function fieldErrors(error: z.ZodError): FieldError[] {
   return [...byField].map(([field, messages]) => ({ field, message: messages.join('; ') }));
 }
 
+function isUuidIssue(issue: z.core.$ZodIssue): boolean {
+  return issue.code === 'invalid_format' && issue.format === 'uuid';
+}
+
 /** The OpenAPIHono defaultHook: every failed request validation leaves through onError. */
 export const validationHook: Hook<unknown, AppEnv, string, unknown> = (result) => {
   if (result.success) return;
-  // Path parameters are ids: one that cannot exist is simply not found.
-  if (result.target === 'param') throw apiError('not_found', 'No resource with this id.');
+  // An id that is not a UUID names nothing: not found. Other path parameters (an image index) are
+  // values like query parameters: a malformed one is a validation failure naming it.
+  if (result.target === 'param' && result.error.issues.some((issue) => isUuidIssue(issue))) {
+    throw apiError('not_found', 'No resource with this id.');
+  }
   const errors = fieldErrors(result.error);
   const noun = errors.length === 1 ? 'field' : 'fields';
-  const part = result.target === 'json' || result.target === 'form' ? 'body' : result.target;
+  const part =
+    result.target === 'json' || result.target === 'form'
+      ? 'body'
+      : result.target === 'param'
+        ? 'path'
+        : result.target;
   throw apiError('validation_failed', `The request ${part} has ${errors.length} invalid ${noun}.`, {
     errors,
   });

@@ -1,7 +1,11 @@
 import { createRoute } from '@hono/zod-openapi';
 import { requireAdmin } from './auth.ts';
-import { RETRY_AFTER_SECONDS } from './errors.ts';
-import { problemResponse } from './responses.ts';
+import {
+  internalErrorResponse,
+  problemResponse,
+  unauthorizedResponse,
+  unavailableResponse,
+} from './responses.ts';
 import { ListWorkersQuery, WorkerList } from './workers.schemas.ts';
 
 const security = [{ bearerAuth: [] }];
@@ -23,10 +27,7 @@ export const listWorkersRoute = createRoute({
   request: { query: ListWorkersQuery },
   responses: {
     200: { description: 'The workers.', content: { 'application/json': { schema: WorkerList } } },
-    401: problemResponse('Missing, unknown or revoked API key.', WORKERS, {
-      code: 'unauthorized',
-      detail: 'Send a valid key as "Authorization: Bearer <key>".',
-    }),
+    401: unauthorizedResponse(WORKERS),
     403: problemResponse('The key is not an admin key.', WORKERS, {
       code: 'forbidden',
       detail: 'This endpoint needs an admin API key (easel keys create --admin).',
@@ -36,22 +37,7 @@ export const listWorkersRoute = createRoute({
       detail: 'The request query has 1 invalid field.',
       errors: [{ field: 'include_stale', message: 'must be true or false' }],
     }),
-    500: problemResponse(
-      'An unexpected error; the details are in the server log under request_id.',
-      WORKERS,
-      { code: 'internal_error', detail: 'An unexpected error occurred.' },
-    ),
-    503: {
-      ...problemResponse('The database is unreachable; retry later.', WORKERS, {
-        code: 'service_unavailable',
-        detail: 'The database is unreachable; retry later.',
-      }),
-      headers: {
-        'Retry-After': {
-          description: 'Seconds to wait before retrying.',
-          schema: { type: 'integer', example: RETRY_AFTER_SECONDS },
-        },
-      },
-    },
+    500: internalErrorResponse(WORKERS),
+    503: unavailableResponse(WORKERS, 'The database is unreachable; retry later.'),
   },
 });
