@@ -13,6 +13,8 @@ export const ERROR_CATALOGUE = {
   unauthorized: { status: 401, title: 'Missing or invalid API key' },
   forbidden: { status: 403, title: 'The API key is not allowed to do this' },
   not_found: { status: 404, title: 'Resource not found' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
+  request_timeout: { status: 408, title: 'The request was not received in time' },
   generation_finished: { status: 409, title: 'The generation has already finished' },
   payload_too_large: { status: 413, title: 'Request body too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
@@ -21,6 +23,7 @@ export const ERROR_CATALOGUE = {
   idempotency_key_reused: { status: 422, title: 'Idempotency-Key reused with a different request' },
   webhook_url_forbidden: { status: 422, title: 'The webhook URL points at a forbidden address' },
   too_many_in_flight: { status: 429, title: 'Too many generations in flight for this API key' },
+  headers_too_large: { status: 431, title: 'Request header fields too large' },
   internal_error: { status: 500, title: 'Internal server error' },
   service_unavailable: { status: 503, title: 'Service temporarily unavailable' },
   queue_full: { status: 503, title: 'The generation queue is full' },
@@ -147,6 +150,17 @@ export function isDatabaseUnavailable(error: unknown, depth = 0): boolean {
   return isDatabaseUnavailable(error.cause, depth + 1);
 }
 
+/**
+ * SQLSTATE class 22 (data exception: a value out of range, NUL in text, a bad date): a request
+ * value that got past validation, never the server's state. Validation should catch them first.
+ */
+export function isDatabaseDataError(error: unknown, depth = 0): boolean {
+  if (!(error instanceof Error) || depth > 5) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && /^22[0-9A-Z]{3}$/.test(code)) return true;
+  return isDatabaseDataError(error.cause, depth + 1);
+}
+
 function fromHttpException(error: HTTPException): ApiError {
   switch (error.status) {
     case 400:
@@ -180,6 +194,10 @@ export function toApiError(error: unknown): ApiError | undefined {
   if (isDatabaseUnavailable(error)) {
     return apiError('service_unavailable', 'The database is unreachable; retry later.', {}, { cause: error });
   }
+  if (isDatabaseDataError(error)) {
+    const detail = 'The request holds a value the database cannot store.';
+    return apiError('validation_failed', detail, {}, { cause: error });
+  }
   return undefined;
 }
 
@@ -190,6 +208,9 @@ export function createErrorHandler(logger: Logger, onProblem?: ProblemObserver):
   return (error, c) => {
     const log = c.get('logger') ?? logger;
     let problem = toApiError(error);
+    if (problem && problem.cause !== undefined && isDatabaseDataError(problem.cause)) {
+      log.warn({ err: problem.cause }, 'database refused a request value that passed validation');
+    }
     if (problem && problem.status >= 500) {
       log.warn({ code: problem.code, detail: problem.detail, err: problem.cause }, 'service unavailable');
     }
@@ -202,8 +223,25 @@ export function createErrorHandler(logger: Logger, onProblem?: ProblemObserver):
   };
 }
 
-export function createNotFoundHandler(onProblem?: ProblemObserver): NotFoundHandler<AppEnv> {
+/**
+ * No route matched. When the path is known but the method is not, that is 405 with `Allow`
+ * (RFC 9110 §15.5.6), so `allowedMethods` lists what the path answers ([] for an unknown path).
+ */
+export function createNotFoundHandler(
+  onProblem?: ProblemObserver,
+  allowedMethods: (path: string) => string[] = () => [],
+): NotFoundHandler<AppEnv> {
   return (c) => {
+    const allowed = allowedMethods(c.req.path);
+    // A handler's own c.notFound() on a method the path does answer stays a 404.
+    if (allowed.length > 0 && !allowed.includes(c.req.method)) {
+      onProblem?.('method_not_allowed');
+      const detail = `${c.req.path} does not answer ${c.req.method}; it answers ${allowed.join(', ')}.`;
+      return renderProblem(
+        c,
+        apiError('method_not_allowed', detail, { headers: { Allow: allowed.join(', ') } }),
+      );
+    }
     onProblem?.('not_found');
     return renderProblem(c, apiError('not_found', `No route for ${c.req.method} ${c.req.path}.`));
   };

@@ -364,14 +364,16 @@ export function listGenerationsHandler(
   const estimate = estimateFor(deps);
   return async (c) => {
     const query = c.req.valid('query');
-    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+    const apiKeyId = c.get('apiKey').id;
+    // Cursors are bound to the key they were handed to: another key's cursor is not ours to read.
+    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, apiKeyId);
     if (query.cursor !== undefined && !after) {
       throw apiError('validation_failed', 'The request query has 1 invalid field.', {
-        errors: [{ field: 'cursor', message: 'is not a next_cursor this API returned' }],
+        errors: [{ field: 'cursor', message: 'is not a next_cursor this API returned to this API key' }],
       });
     }
     const { rows, hasMore } = await listGenerations(deps.db, {
-      apiKeyId: c.get('apiKey').id,
+      apiKeyId,
       limit: query.limit,
       statuses: query.status?.split(',') as GenerationStatus[] | undefined,
       createdAfter: query.created_after,
@@ -389,7 +391,7 @@ export function listGenerationsHandler(
       {
         object: 'list' as const,
         data,
-        next_cursor: hasMore && last ? encodeCursor(last.position) : null,
+        next_cursor: hasMore && last ? encodeCursor(last.position, apiKeyId) : null,
         has_more: hasMore,
       },
       200,

@@ -1,8 +1,9 @@
 // One zod schema per shape: these drive request validation, handler types and openapi.yaml.
 import { z } from '@hono/zod-openapi';
-import { GENERATION_STATUSES, WEBHOOK_EVENT_TYPES } from '../db/types.ts';
 import { KARRAS_SCHEDULER_CHOICES, SCHEDULER_CHOICES } from '../db/generation-contract.ts';
+import { GENERATION_STATUSES, WEBHOOK_EVENT_TYPES } from '../db/types.ts';
 import { ERROR_CODES } from './errors.ts';
+import { integerParam } from './integer-param.ts';
 
 const EXAMPLE_ID = '0b6f8f2e-5c1e-4d3a-9a57-3f1f2d8c9e10';
 
@@ -90,7 +91,8 @@ export const CreateGenerationRequest = z
   )
   .openapi('CreateGenerationRequest', {
     description:
-      'Unknown fields are rejected. width*height must not exceed the server pixel limit (MAX_PIXELS, 1048576 by default).',
+      'Unknown fields are rejected, and so are duplicate keys, malformed UTF-8, NUL characters and unpaired ' +
+      'surrogates. width*height must not exceed the server pixel limit (MAX_PIXELS, 1048576 by default).',
     example: {
       prompt: 'a lighthouse on a cliff at dawn, oil painting',
       negative_prompt: 'blurry',
@@ -169,6 +171,41 @@ export const GenerationProgress = z
       'Denoising progress of the running attempt, persisted by the worker at most four times a second; after the end, the last step reached.',
   });
 
+/**
+ * The one example generation (queued). The routes' examples are variations of it, typed as the
+ * resource there so that a field added to the schema must be added here too.
+ */
+export const EXAMPLE_GENERATION = {
+  id: EXAMPLE_ID,
+  object: 'generation' as const,
+  status: 'queued' as const,
+  prompt: 'a lighthouse on a cliff at dawn, oil painting',
+  negative_prompt: 'blurry',
+  prompt_en: null,
+  negative_prompt_en: null,
+  width: 512,
+  height: 512,
+  steps: 25,
+  guidance_scale: 7.5,
+  seed: 42,
+  num_images: 1,
+  scheduler: null,
+  requested_scheduler: null,
+  karras: null,
+  queue_position: 0,
+  progress: null,
+  eta: '2026-11-28T10:15:42.000Z',
+  cancel_requested: false,
+  outputs: [],
+  error: null,
+  attempts: 0,
+  prompt_truncated: false,
+  timings: {},
+  created_at: '2026-11-28T10:15:30.123Z',
+  started_at: null,
+  finished_at: null,
+};
+
 export const Generation = z
   .object({
     id: z.uuid().openapi({ example: EXAMPLE_ID }),
@@ -236,38 +273,7 @@ export const Generation = z
     started_at: isoTime.nullable(),
     finished_at: isoTime.nullable(),
   })
-  .openapi('Generation', {
-    example: {
-      id: EXAMPLE_ID,
-      object: 'generation',
-      status: 'queued',
-      prompt: 'a lighthouse on a cliff at dawn, oil painting',
-      negative_prompt: 'blurry',
-      prompt_en: null,
-      negative_prompt_en: null,
-      width: 512,
-      height: 512,
-      steps: 25,
-      guidance_scale: 7.5,
-      seed: 42,
-      num_images: 1,
-      scheduler: null,
-      requested_scheduler: null,
-      karras: null,
-      queue_position: 0,
-      progress: null,
-      eta: '2026-11-28T10:15:42.000Z',
-      cancel_requested: false,
-      outputs: [],
-      error: null,
-      attempts: 0,
-      prompt_truncated: false,
-      timings: {},
-      created_at: '2026-11-28T10:15:30.123Z',
-      started_at: null,
-      finished_at: null,
-    },
-  });
+  .openapi('Generation', { example: EXAMPLE_GENERATION });
 
 export type GenerationResource = z.infer<typeof Generation>;
 
@@ -331,19 +337,27 @@ export const CreateGenerationHeaders = z.object({
   ),
 });
 
+// created_after/created_before: instants a generation can have. Postgres refuses some that the
+// ISO 8601 pattern allows (year 0000), and a cursor or a bound must mean the same in JS and SQL.
+const EARLIEST_INSTANT = '1970-01-01T00:00:00Z';
+const LATEST_INSTANT = '9999-12-31T23:59:59.999Z';
+const instantBound = () =>
+  z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time with a time zone' }).refine(
+    (value) => {
+      const ms = Date.parse(value);
+      // NaN: not a date-time at all, which the format check above reports.
+      return Number.isNaN(ms) || (ms >= Date.parse(EARLIEST_INSTANT) && ms <= Date.parse(LATEST_INSTANT));
+    },
+    { error: `must be between ${EARLIEST_INSTANT} and ${LATEST_INSTANT}` },
+  );
+
 const STATUS_LIST = new RegExp(`^(${GENERATION_STATUSES.join('|')})(,(${GENERATION_STATUSES.join('|')}))*$`);
 
 export const ListGenerationsQuery = z.object({
-  limit: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(100)
-    .default(20)
-    .openapi({
-      param: { name: 'limit', in: 'query', description: 'Page size: 1..100.' },
-      example: 20,
-    }),
+  limit: integerParam(z.int().min(1).max(100).default(20)).openapi({
+    param: { name: 'limit', in: 'query', description: 'Page size: 1..100.' },
+    example: 20,
+  }),
   cursor: z
     .string()
     .optional()
@@ -352,10 +366,10 @@ export const ListGenerationsQuery = z.object({
         name: 'cursor',
         in: 'query',
         description:
-          'Opaque: the `next_cursor` of the previous page. Pages do not shift when generations are created meanwhile.',
+          'Opaque: the `next_cursor` of the previous page, for the same API key; any other value is 422. ' +
+          'Pages do not shift when generations are created meanwhile.',
       },
-      example:
-        'WyIyMDI2LTExLTI4VDEwOjE1OjMwLjEyMzQ1NloiLCIwYjZmOGYyZS01YzFlLTRkM2EtOWE1Ny0zZjFmMmQ4YzllMTAiXQ',
+      example: 'AQAAAaIhpx5LC2-PLlweTTqaVz8fLYyeEOwrKtj-lXaOU24Piw',
     }),
   status: z
     .string()
@@ -371,25 +385,23 @@ export const ListGenerationsQuery = z.object({
       },
       example: 'queued,running',
     }),
-  created_after: z.iso
-    .datetime({ offset: true, error: 'must be an ISO 8601 date-time with a time zone' })
+  created_after: instantBound()
     .optional()
     .openapi({
       param: {
         name: 'created_after',
         in: 'query',
-        description: 'Only generations created after this instant.',
+        description: `Only generations created after this instant (exclusive; ${EARLIEST_INSTANT} to ${LATEST_INSTANT}).`,
       },
       example: '2026-11-28T00:00:00Z',
     }),
-  created_before: z.iso
-    .datetime({ offset: true, error: 'must be an ISO 8601 date-time with a time zone' })
+  created_before: instantBound()
     .optional()
     .openapi({
       param: {
         name: 'created_before',
         in: 'query',
-        description: 'Only generations created before this instant.',
+        description: `Only generations created before this instant (exclusive; ${EARLIEST_INSTANT} to ${LATEST_INSTANT}).`,
       },
       example: '2026-11-29T00:00:00Z',
     }),
@@ -401,8 +413,7 @@ export const GenerationList = z
     data: z.array(Generation).openapi({ description: 'Newest first.' }),
     next_cursor: z.string().nullable().openapi({
       description: 'Pass as `cursor` to get the next page; null on the last page.',
-      example:
-        'WyIyMDI2LTExLTI4VDEwOjE1OjMwLjEyMzQ1NloiLCIwYjZmOGYyZS01YzFlLTRkM2EtOWE1Ny0zZjFmMmQ4YzllMTAiXQ',
+      example: 'AQAAAaIhpx5LC2-PLlweTTqaVz8fLYyeEOwrKtj-lXaOU24Piw',
     }),
     has_more: z.boolean().openapi({ description: 'True when another page follows.', example: true }),
   })
@@ -411,12 +422,8 @@ export const GenerationList = z
 export type GenerationListResource = z.infer<typeof GenerationList>;
 
 export const GenerationImageParams = GenerationIdParams.extend({
-  index: z.coerce
-    .number()
-    .int()
-    .min(0)
-    .openapi({
-      param: { name: 'index', in: 'path', description: "The output's `index`." },
-      example: 0,
-    }),
+  index: integerParam(z.int().min(0)).openapi({
+    param: { name: 'index', in: 'path', description: "The output's `index`." },
+    example: 0,
+  }),
 });

@@ -3,6 +3,7 @@ import { serve } from '@hono/node-server';
 import { pino } from 'pino';
 import { createDb } from '../db/connect.ts';
 import { ConfigError } from '../db/env.ts';
+import { answerClientErrors, MAX_HEADER_BYTES } from '../db/http-client-errors.ts';
 import { migrateToLatest } from '../db/migrate.ts';
 import { createS3ObjectStore, type ObjectStore } from '../db/object-store.ts';
 import { createBoss, ensureGenerationQueue } from '../db/queue.ts';
@@ -69,9 +70,21 @@ try {
 
 const app = createApp({ db, boss, store, config, logger, statusListener });
 
-const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, (info) => {
-  const host = config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST;
-  logger.info({ url: `http://${host}:${info.port}` }, 'api listening');
+const server = serve(
+  {
+    fetch: app.fetch,
+    hostname: config.HOST,
+    port: config.PORT,
+    serverOptions: { maxHeaderSize: MAX_HEADER_BYTES },
+  },
+  (info) => {
+    const host = config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST;
+    logger.info({ url: `http://${host}:${info.port}` }, 'api listening');
+  },
+);
+// What Node's parser refuses (oversized headers, malformed HTTP) is answered as problem+json too.
+answerClientErrors(server, {
+  onAnswer: ({ status, code }, error) => logger.info({ status, code, reason: error.message }, 'client error'),
 });
 server.on('error', (error) => {
   logger.fatal({ err: error }, 'api server failed');

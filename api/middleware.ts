@@ -2,6 +2,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
 import type { AppEnv } from './context.ts';
 import { apiError } from './errors.ts';
+import { checkedJsonText } from './json-body.ts';
 
 /** A child logger carrying request_id, and one JSON access line per request. */
 export function requestLogging(logger: Logger): MiddlewareHandler<AppEnv> {
@@ -33,8 +34,10 @@ export function bindGenerationId(c: Context<AppEnv>, generationId: string): void
 }
 
 /**
- * Bodies must be application/json exactly (charset parameter allowed). Runs before the JSON
- * validator, which would otherwise also accept other `+json` types or ignore a missing type.
+ * Bodies must be application/json exactly (charset parameter allowed), UTF-8 without malformed
+ * sequences, JSON without duplicate keys, NUL characters or unpaired surrogates (json-body.ts).
+ * Runs before the JSON validator, which would otherwise also accept other `+json` types, ignore a
+ * missing type, and decode malformed bytes lossily.
  */
 export const requireJson: MiddlewareHandler<AppEnv> = async (c, next) => {
   const contentType = c.req.header('Content-Type');
@@ -47,5 +50,10 @@ export const requireJson: MiddlewareHandler<AppEnv> = async (c, next) => {
         : 'Send the request body as application/json.',
     );
   }
+  const bytes = await c.req.arrayBuffer().catch((error: unknown) => {
+    throw apiError('bad_request', 'The request body could not be read.', {}, { cause: error });
+  });
+  // The validator then parses these same (cached) bytes, now known to decode losslessly.
+  checkedJsonText(new Uint8Array(bytes));
   await next();
 };

@@ -67,8 +67,8 @@ export async function findGenerationForOwner(
  * Counted from our own table, not pg-boss's cached statistics.
  */
 export async function queuePosition(db: Executor, generation: Pick<Generation, 'id'>) {
-  // The row's own created_at, read in SQL: a JS Date keeps milliseconds, Postgres microseconds,
-  // and rows created in one transaction (a create batch) differ only by id.
+  // The row's own created_at, read in SQL: rows created in one transaction (a create batch), or in
+  // one millisecond, differ only by id.
   const row = await db
     .selectFrom('generations')
     .select(sql<number>`count(*)::int`.as('ahead'))
@@ -306,7 +306,10 @@ export async function markRequeued(db: Executor, id: string) {
 
 /** A position in the newest-first listing: rows after it are strictly older in (created_at, id). */
 export interface ListPosition {
-  /** created_at in UTC with microseconds, exactly as stored (a JS Date would drop them). */
+  /**
+   * created_at as an ISO instant in UTC: exactly as stored, because generations' timestamps are
+   * stored to the millisecond (migration 0008), the precision of a Date and of the resource.
+   */
   createdAt: string;
   id: string;
 }
@@ -315,7 +318,7 @@ export interface ListGenerationsQuery {
   apiKeyId: string;
   limit: number;
   statuses?: readonly GenerationStatus[];
-  /** Exclusive bounds on created_at (ISO 8601). */
+  /** Exclusive bounds on created_at (ISO 8601, within what Postgres's timestamptz accepts). */
   createdAfter?: string;
   createdBefore?: string;
   after?: ListPosition;
@@ -336,9 +339,6 @@ export async function listGenerations(
     .selectFrom('generations as g')
     .selectAll('g')
     .select([
-      sql<string>`to_char(g.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as(
-        'position_at',
-      ),
       sql<number | null>`case when g.status = 'queued' then (
         select count(*)::int from generations q
         where q.status = 'queued' and (q.created_at, q.id) < (g.created_at, g.id)) end`.as('queue_position'),
@@ -356,9 +356,9 @@ export async function listGenerations(
     .orderBy('g.id', 'desc')
     .limit(query.limit + 1)
     .execute();
-  const rows = found.slice(0, query.limit).map(({ position_at, ...row }) => ({
+  const rows = found.slice(0, query.limit).map((row) => ({
     ...row,
-    position: { createdAt: position_at, id: row.id },
+    position: { createdAt: row.created_at.toISOString(), id: row.id },
   }));
   return { rows, hasMore: found.length > query.limit };
 }

@@ -5,6 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { withDeadline } from './deadline.ts';
+import { answerClientErrors } from './http-client-errors.ts';
 
 /** `ok` decides 200 or 503; the other members are rendered into the answer (e.g. per-check results). */
 export type Readiness = { ok: boolean } & Record<string, unknown>;
@@ -69,6 +70,7 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       else res.destroy();
     });
   });
+  answerClientErrors(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {
