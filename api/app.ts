@@ -1,6 +1,5 @@
 // The HTTP app as a factory over its dependencies: importing this module does no I/O.
 import { OpenAPIHono } from '@hono/zod-openapi';
-import { Scalar } from '@scalar/hono-api-reference';
 import { bodyLimit } from 'hono/body-limit';
 import { requestId } from 'hono/request-id';
 import type { PgBoss } from 'pg-boss';
@@ -8,9 +7,11 @@ import type { Logger } from 'pino';
 import type { Db } from '../db/connect.ts';
 import type { ObjectStore } from '../db/object-store.ts';
 import pkg from '../package.json' with { type: 'json' };
+import { allowedMethods } from './allowed-methods.ts';
 import { bearerAuth } from './auth.ts';
 import type { ApiConfig } from './config.ts';
 import type { AppEnv } from './context.ts';
+import { registerDocsRoutes } from './docs.routes.ts';
 import { apiError, createErrorHandler, createNotFoundHandler } from './errors.ts';
 import {
   cancelGenerationHandler,
@@ -32,12 +33,17 @@ import { requestLogging } from './middleware.ts';
 import type { StatusListener } from './status-listener.ts';
 import { validationHook } from './validation.ts';
 import {
+  enableWebhookUrlHandler,
   getWebhookSecretHandler,
+  listDisabledWebhookUrlsHandler,
   listWebhookDeliveriesHandler,
   redeliverWebhookHandler,
 } from './webhooks.handlers.ts';
+import { registerWebhookEvents } from './webhooks.openapi.ts';
 import {
+  enableWebhookUrlRoute,
   getWebhookSecretRoute,
+  listDisabledWebhookUrlsRoute,
   listWebhookDeliveriesRoute,
   redeliverWebhookRoute,
 } from './webhooks.routes.ts';
@@ -67,6 +73,16 @@ const DOCUMENT_CONFIG = {
       'Self-hosted text-to-image jobs. Create a generation, then poll it until it has finished; ' +
       'errors are RFC 9457 problem+json documents with a stable `code`.',
   },
+  // Self-hosted: every deployment has its own origin, so the one server is relative (OpenAPI:
+  // to where the document is served), and the docs page calls the API that serves it.
+  servers: [
+    {
+      url: '/',
+      description:
+        'The Easel deployment serving this document, at its root: e.g. http://localhost:8080 for `easel start`. ' +
+        'A client generated from openapi.yaml needs that base URL.',
+    },
+  ],
   tags: [
     { name: 'Generations', description: 'Text-to-image jobs.' },
     {
@@ -120,6 +136,9 @@ export function createApp(deps: AppDeps): App {
   app.openapi(getWebhookSecretRoute, getWebhookSecretHandler(deps));
   app.openapi(listWebhookDeliveriesRoute, listWebhookDeliveriesHandler(deps));
   app.openapi(redeliverWebhookRoute, redeliverWebhookHandler(deps));
+  app.openapi(listDisabledWebhookUrlsRoute, listDisabledWebhookUrlsHandler(deps));
+  app.openapi(enableWebhookUrlRoute, enableWebhookUrlHandler(deps));
+  registerWebhookEvents(app.openAPIRegistry);
   app.openapi(listWorkersRoute, listWorkersHandler(deps));
   registerHealthRoutes(app, deps);
   // An ops endpoint for Prometheus, not part of the public API document.
@@ -130,9 +149,9 @@ export function createApp(deps: AppDeps): App {
     document ??= openApiDocument(app);
     return c.json(document);
   });
-  app.get('/docs', Scalar({ url: '/openapi.json', pageTitle: 'Easel API' }));
+  registerDocsRoutes(app, { specUrl: '/openapi.json', title: 'Easel API' });
 
   app.onError(createErrorHandler(deps.logger, metrics.onProblem));
-  app.notFound(createNotFoundHandler(metrics.onProblem));
+  app.notFound(createNotFoundHandler(metrics.onProblem, allowedMethods(app)));
   return app;
 }

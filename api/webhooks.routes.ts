@@ -1,8 +1,10 @@
 import { createRoute } from '@hono/zod-openapi';
 import { RETRY_AFTER_SECONDS } from './errors.ts';
 import { GenerationIdParams } from './generations.schemas.ts';
-import { problemResponse } from './responses.ts';
+import { payloadTooLargeResponse, problemResponse, unauthorizedResponse } from './responses.ts';
 import {
+  DisabledWebhookUrlIdParams,
+  DisabledWebhookUrlList,
   WebhookDeliveryIdParams,
   WebhookDeliveryList,
   WebhookRedelivery,
@@ -13,12 +15,10 @@ const security = [{ bearerAuth: [] }];
 const SECRET = '/v1/webhooks/secret';
 const LOG = '/v1/generations/0b6f8f2e-5c1e-4d3a-9a57-3f1f2d8c9e10/webhook-deliveries';
 const REDELIVER = '/v1/webhook-deliveries/5f0c9a7e-1b2d-4c3e-8f9a-0b1c2d3e4f5a/redeliver';
+const DISABLED = '/v1/webhooks/disabled-urls';
+const DISABLED_ITEM = '/v1/webhooks/disabled-urls/7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f';
 
-const unauthorized = (instance: string) =>
-  problemResponse('Missing, unknown or revoked API key.', instance, {
-    code: 'unauthorized',
-    detail: 'Send a valid key as "Authorization: Bearer <key>".',
-  });
+const unauthorized = unauthorizedResponse;
 const internal = (instance: string) =>
   problemResponse('An unexpected error; the details are in the server log under request_id.', instance, {
     code: 'internal_error',
@@ -95,7 +95,56 @@ export const redeliverWebhookRoute = createRoute({
       code: 'not_found',
       detail: 'No webhook delivery with this id.',
     }),
+    413: payloadTooLargeResponse(REDELIVER),
     500: internal(REDELIVER),
     503: unavailable(REDELIVER),
+  },
+});
+
+export const listDisabledWebhookUrlsRoute = createRoute({
+  method: 'get',
+  path: '/v1/webhooks/disabled-urls',
+  operationId: 'listDisabledWebhookUrls',
+  tags: ['Webhooks'],
+  summary: "The calling key's disabled webhook URLs",
+  description:
+    'A receiver that answers 410 Gone disables its URL for the key whose event it was: from then on no ' +
+    "event of any of the key's generations is sent to it (events pending at that moment included); " +
+    'each is listed in its delivery log with outcome `skipped_disabled`. Creates naming a disabled URL ' +
+    'are still accepted, and their events are skipped the same way. Oldest first.',
+  security,
+  responses: {
+    200: {
+      description: 'The disabled URLs.',
+      content: { 'application/json': { schema: DisabledWebhookUrlList } },
+    },
+    401: unauthorized(DISABLED),
+    500: internal(DISABLED),
+    503: unavailable(DISABLED),
+  },
+});
+
+export const enableWebhookUrlRoute = createRoute({
+  method: 'delete',
+  path: '/v1/webhooks/disabled-urls/{id}',
+  operationId: 'enableWebhookUrl',
+  tags: ['Webhooks'],
+  summary: 'Re-enable a disabled webhook URL',
+  description:
+    'Deletes the entry: events written from now on are sent to the URL again. Events skipped while it ' +
+    'was disabled stay skipped; `POST /v1/webhook-deliveries/{id}/redeliver` sends one again. The same as ' +
+    '`easel keys enable-webhook-url`.',
+  security,
+  request: { params: DisabledWebhookUrlIdParams },
+  responses: {
+    204: { description: 'Re-enabled.' },
+    401: unauthorized(DISABLED_ITEM),
+    404: problemResponse(
+      'The calling key has no disabled URL with this id (never, or already re-enabled).',
+      DISABLED_ITEM,
+      { code: 'not_found', detail: 'No disabled webhook URL with this id.' },
+    ),
+    500: internal(DISABLED_ITEM),
+    503: unavailable(DISABLED_ITEM),
   },
 });

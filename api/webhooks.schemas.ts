@@ -1,6 +1,6 @@
-// Webhook shapes: the signing secret, the delivery log, a redelivery.
+// Webhook shapes: the signing secret, the delivery log, a redelivery, the disabled URLs.
 import { z } from '@hono/zod-openapi';
-import { WEBHOOK_EVENT_TYPES } from '../db/types.ts';
+import { WEBHOOK_DELIVERY_OUTCOMES, WEBHOOK_EVENT_TYPES } from '../db/types.ts';
 
 const isoTime = z.iso.datetime().openapi({ example: '2026-11-28T10:15:30.123Z' });
 
@@ -41,11 +41,25 @@ export const WebhookDelivery = z
       .nullable()
       .openapi({ description: "The receiver's HTTP status; null when no response came.", example: 200 }),
     latency_ms: z.int().min(0).openapi({ example: 84 }),
-    error: z.string().nullable().openapi({
+    outcome: z.enum(WEBHOOK_DELIVERY_OUTCOMES).openapi({
       description:
-        'Why the attempt failed (timeout, connection error, HTTP status, forbidden address); null on success.',
-      example: null,
+        'What became of the attempt: `delivered` (2xx); `retry` (network error, timeout, 408, 429, 5xx; ' +
+        'another attempt follows at `next_attempt_at`); `exhausted` (the same, with no attempt left: the ' +
+        'retry schedule is used up, or it was a redelivery); `gone` (410: the URL is now disabled for the ' +
+        'key); `rejected` (another status: final); `forbidden` (the address is refused: nothing sent); ' +
+        '`skipped_disabled` (the URL is disabled for the key after a 410: nothing sent; see ' +
+        '`GET /v1/webhooks/disabled-urls`).',
+      example: 'delivered',
     }),
+    error: z
+      .string()
+      .nullable()
+      .openapi({
+        description:
+          'Why the attempt failed (timeout, connection error, HTTP status, forbidden address) or was skipped ' +
+          '(the URL is disabled, and how to re-enable it); null on success.',
+        example: null,
+      }),
     next_attempt_at: isoTime
       .nullable()
       .openapi({ description: 'When the next attempt is due; null when none follows.' }),
@@ -61,6 +75,7 @@ export const WebhookDelivery = z
       attempt: 1,
       status_code: 200,
       latency_ms: 84,
+      outcome: 'delivered',
       error: null,
       next_attempt_at: null,
       created_at: '2026-11-28T10:15:39.120Z',
@@ -85,6 +100,7 @@ export const WebhookDeliveryList = z
           attempt: 1,
           status_code: 200,
           latency_ms: 84,
+          outcome: 'delivered',
           error: null,
           next_attempt_at: null,
           created_at: '2026-11-28T10:15:39.120Z',
@@ -116,3 +132,46 @@ export const WebhookRedelivery = z
       attempt: 2,
     },
   });
+
+const DISABLED_URL_EXAMPLE = {
+  id: '7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f',
+  object: 'disabled_webhook_url',
+  url: 'https://example.com/hooks/easel',
+  disabled_at: '2026-11-28T10:15:39.120Z',
+  webhook_id: 'evt_2b8f3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d',
+} as const;
+
+export const DisabledWebhookUrl = z
+  .object({
+    id: z.uuid().openapi({ example: DISABLED_URL_EXAMPLE.id }),
+    object: z.literal('disabled_webhook_url'),
+    url: z.string().openapi({
+      description: 'Exactly as given in `webhook_url`; another spelling of it is another URL.',
+      example: DISABLED_URL_EXAMPLE.url,
+    }),
+    disabled_at: isoTime.openapi({ description: 'When the receiver answered 410 Gone.' }),
+    webhook_id: z.string().nullable().openapi({
+      description: 'The event whose attempt got the 410; null once that event is deleted.',
+      example: DISABLED_URL_EXAMPLE.webhook_id,
+    }),
+  })
+  .openapi('DisabledWebhookUrl', {
+    description:
+      "A URL the calling key's receiver retired with 410 Gone. Nothing is sent to it, for any of the " +
+      "key's generations, until it is re-enabled: each event is logged as `skipped_disabled` instead.",
+    example: DISABLED_URL_EXAMPLE,
+  });
+
+export const DisabledWebhookUrlList = z
+  .object({
+    object: z.literal('list'),
+    data: z.array(DisabledWebhookUrl).openapi({ description: 'Oldest first.' }),
+  })
+  .openapi('DisabledWebhookUrlList', { example: { object: 'list', data: [DISABLED_URL_EXAMPLE] } });
+
+export const DisabledWebhookUrlIdParams = z.object({
+  id: z.uuid().openapi({
+    param: { name: 'id', in: 'path', description: 'An id from `GET /v1/webhooks/disabled-urls`.' },
+    example: DISABLED_URL_EXAMPLE.id,
+  }),
+});

@@ -119,6 +119,17 @@ export const WEBHOOK_EVENT_TYPES = [
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 export const WEBHOOK_EVENT_STATUSES = ['pending', 'delivered', 'failed', 'disabled'] as const;
 export type WebhookEventStatus = (typeof WEBHOOK_EVENT_STATUSES)[number];
+/** What became of one delivery attempt; `skipped_disabled`: nothing sent, the URL is disabled (410). */
+export const WEBHOOK_DELIVERY_OUTCOMES = [
+  'delivered',
+  'retry',
+  'exhausted',
+  'gone',
+  'rejected',
+  'forbidden',
+  'skipped_disabled',
+] as const;
+export type WebhookDeliveryOutcome = (typeof WEBHOOK_DELIVERY_OUTCOMES)[number];
 
 /** One status change to tell a generation's webhook about; the id is the stable `webhook-id`. */
 export interface WebhookEventsTable {
@@ -149,7 +160,18 @@ export interface WebhookDeliveriesTable {
   response_body: string | null;
   /** When the next attempt is due; null when none follows. */
   next_attempt_at: Timestamp | null;
+  outcome: WebhookDeliveryOutcome;
   created_at: DefaultTimestamp;
+}
+
+/** A URL a key's receiver retired with 410 Gone: nothing is sent to it until the row is deleted. */
+export interface WebhookDisabledUrlsTable {
+  id: Generated<string>;
+  api_key_id: string;
+  url: string;
+  /** The event whose attempt got the 410; null once that event is gone. */
+  event_id: string | null;
+  disabled_at: DefaultTimestamp;
 }
 
 /** One worker process, as its last heartbeat left it. */
@@ -174,6 +196,7 @@ export interface Database {
   idempotency_keys: IdempotencyKeysTable;
   webhook_events: WebhookEventsTable;
   webhook_deliveries: WebhookDeliveriesTable;
+  webhook_disabled_urls: WebhookDisabledUrlsTable;
   workers: WorkersTable;
 }
 
@@ -184,4 +207,5 @@ export type GenerationUpdate = Updateable<GenerationsTable>;
 export type IdempotencyKey = Selectable<IdempotencyKeysTable>;
 export type WebhookEvent = Selectable<WebhookEventsTable>;
 export type WebhookDelivery = Selectable<WebhookDeliveriesTable>;
+export type WebhookDisabledUrl = Selectable<WebhookDisabledUrlsTable>;
 export type Worker = Selectable<WorkersTable>;

@@ -7,6 +7,8 @@ import type {
   Database,
   Generation,
   WebhookDelivery,
+  WebhookDeliveryOutcome,
+  WebhookDisabledUrl,
   WebhookEvent,
   WebhookEventStatus,
   WebhookEventType,
@@ -43,7 +45,9 @@ export function eventTypeForStatus(status: Generation['status']): WebhookEventTy
  * Records the event and queues its first attempt, in the caller's transaction (the one that
  * changed the status): the event exists exactly when the status change does. Does nothing when
  * the generation has no webhook_url or did not ask for this event type. Without `boss` the
- * event is still recorded and the sender's recovery sweep queues it.
+ * event is still recorded and the sender's recovery sweep queues it. When the key has disabled
+ * the URL (a 410), the event is recorded as skipped (a `skipped_disabled` entry in the delivery
+ * log) and nothing is queued.
  */
 export async function enqueueWebhookEvent(
   trx: Executor,
@@ -51,20 +55,39 @@ export async function enqueueWebhookEvent(
   generation: Generation,
   type: WebhookEventType,
 ): Promise<WebhookEvent | undefined> {
-  if (!generation.webhook_url || !generation.webhook_events?.includes(type)) return undefined;
-  const event = await trx
+  const url = generation.webhook_url;
+  if (!url || !generation.webhook_events?.includes(type)) return undefined;
+  // The disabled-URL check rides on the insert: no extra round trip for the usual case.
+  const { disabled_url_id: disabledUrlId, ...event } = await trx
     .insertInto('webhook_events')
     .values({
       id: `evt_${randomUUID()}`,
       generation_id: generation.id,
       api_key_id: generation.api_key_id,
       type,
-      url: generation.webhook_url,
+      url,
       snapshot: JSON.stringify(generation),
       next_attempt_at: sql<Date>`now()`,
     })
     .returningAll()
+    .returning((eb) =>
+      eb
+        .selectFrom('webhook_disabled_urls as w')
+        .select('w.id')
+        .where('w.api_key_id', '=', generation.api_key_id)
+        .where('w.url', '=', url)
+        .as('disabled_url_id'),
+    )
     .executeTakeFirstOrThrow();
+  if (disabledUrlId) {
+    const disabled = await trx
+      .selectFrom('webhook_disabled_urls')
+      .selectAll()
+      .where('id', '=', disabledUrlId)
+      .executeTakeFirst();
+    const skipped = disabled ? await recordSkippedAttempt(trx, event, 1, disabled, 'disabled') : undefined;
+    if (skipped) return skipped.event;
+  }
   if (boss) await sendWebhookJob(boss, trx, { v: 1, event_id: event.id, attempt: 1 });
   return event;
 }
@@ -115,6 +138,7 @@ export interface AttemptRecord {
   /** The event's status after this attempt; undefined leaves it as it is. */
   status?: WebhookEventStatus;
   nextAttemptAt: Date | null;
+  outcome: WebhookDeliveryOutcome;
 }
 
 /**
@@ -146,22 +170,138 @@ export async function recordWebhookAttempt(trx: Executor, record: AttemptRecord)
       error: record.error,
       response_body: record.responseBody,
       next_attempt_at: record.nextAttemptAt,
+      outcome: record.outcome,
     })
     .returningAll()
     .executeTakeFirstOrThrow();
   return { event: updated, delivery };
 }
 
-/** 410 Gone: the receiver says the URL is gone; stop every pending event of this key to it. */
-export async function disableWebhookUrl(trx: Executor, apiKeyId: string, url: string): Promise<number> {
-  const result = await trx
-    .updateTable('webhook_events')
-    .set({ status: 'disabled', next_attempt_at: null })
+/** Why an attempt to a disabled URL was skipped: the delivery log's `error`. */
+export function disabledUrlReason(disabled: Pick<WebhookDisabledUrl, 'id' | 'disabled_at'>): string {
+  return (
+    `not sent: the receiver answered 410 Gone at ${disabled.disabled_at.toISOString()}, so this URL is ` +
+    `disabled for this API key; re-enable it with DELETE /v1/webhooks/disabled-urls/${disabled.id}`
+  );
+}
+
+/** The key's disabled-URL entry for `url`, if the URL is disabled. */
+export async function findDisabledWebhookUrl(
+  db: Executor,
+  apiKeyId: string,
+  url: string,
+): Promise<WebhookDisabledUrl | undefined> {
+  return db
+    .selectFrom('webhook_disabled_urls')
+    .selectAll()
     .where('api_key_id', '=', apiKeyId)
     .where('url', '=', url)
-    .where('status', '=', 'pending')
     .executeTakeFirst();
-  return Number(result.numUpdatedRows);
+}
+
+/**
+ * Records attempt `attempt` of `event` as skipped (nothing sent, the URL is disabled). `status`
+ * is the event's status afterwards (undefined for a redelivery: it leaves the event as it is).
+ */
+export async function recordSkippedAttempt(
+  trx: Executor,
+  event: WebhookEvent,
+  attempt: number,
+  disabled: Pick<WebhookDisabledUrl, 'id' | 'disabled_at'>,
+  status: WebhookEventStatus | undefined,
+) {
+  return recordWebhookAttempt(trx, {
+    event,
+    attempt,
+    url: event.url,
+    statusCode: null,
+    latencyMs: 0,
+    error: disabledUrlReason(disabled),
+    responseBody: null,
+    status,
+    nextAttemptAt: null,
+    outcome: 'skipped_disabled',
+  });
+}
+
+/**
+ * 410 Gone: the receiver retired the URL. Remembers it as disabled for the key (kept until the
+ * key re-enables it) and skips the key's events pending to it now; their delivery log says so.
+ * Events in the middle of an attempt are left to the sender, which checks before every attempt.
+ */
+export async function disableWebhookUrl(
+  trx: Executor,
+  apiKeyId: string,
+  url: string,
+  eventId: string | null,
+): Promise<{ disabled: WebhookDisabledUrl; skipped: number }> {
+  const disabled = await trx
+    .insertInto('webhook_disabled_urls')
+    .values({ api_key_id: apiKeyId, url, event_id: eventId })
+    // Already disabled (two 410s at once): keep the first, but return it.
+    .onConflict((oc) =>
+      oc.columns(['api_key_id', 'url']).doUpdateSet({ url: (eb) => eb.ref('excluded.url') }),
+    )
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  const skipped = await trx
+    .updateTable('webhook_events as e')
+    .set({ status: 'disabled', next_attempt_at: null, attempts: sql<number>`e.attempts + 1` })
+    .where('e.api_key_id', '=', apiKeyId)
+    .where('e.url', '=', url)
+    .where('e.status', '=', 'pending')
+    .where(
+      sql<boolean>`not exists (select 1 from ${sql.table(`${PGBOSS_SCHEMA}.job`)} j
+        where j.name = ${WEBHOOK_QUEUE} and j.state = 'active' and j.data->>'event_id' = e.id)`,
+    )
+    .returning(['e.id', 'e.attempts'])
+    .execute();
+  if (skipped.length > 0) {
+    const error = disabledUrlReason(disabled);
+    await trx
+      .insertInto('webhook_deliveries')
+      .values(
+        skipped.map((e) => ({
+          event_id: e.id,
+          url,
+          attempt: e.attempts,
+          status_code: null,
+          latency_ms: 0,
+          error,
+          response_body: null,
+          next_attempt_at: null,
+          outcome: 'skipped_disabled' as const,
+        })),
+      )
+      .execute();
+  }
+  return { disabled, skipped: skipped.length };
+}
+
+/** The URLs a key has disabled (410 Gone), oldest first. */
+export async function listDisabledWebhookUrls(db: Executor, apiKeyId: string): Promise<WebhookDisabledUrl[]> {
+  return db
+    .selectFrom('webhook_disabled_urls')
+    .selectAll()
+    .where('api_key_id', '=', apiKeyId)
+    .orderBy('disabled_at')
+    .orderBy('id')
+    .execute();
+}
+
+/**
+ * Re-enables one of the key's disabled URLs, by the entry's id or by the URL: events written from
+ * now on are sent to it again (the ones skipped meanwhile stay skipped; redeliver them if wanted).
+ * Returns the removed entry, or undefined when the key had no such entry.
+ */
+export async function enableWebhookUrl(
+  db: Executor,
+  apiKeyId: string,
+  which: { id: string } | { url: string },
+): Promise<WebhookDisabledUrl | undefined> {
+  let query = db.deleteFrom('webhook_disabled_urls').where('api_key_id', '=', apiKeyId);
+  query = 'id' in which ? query.where('id', '=', which.id) : query.where('url', '=', which.url);
+  return query.returningAll().executeTakeFirst();
 }
 
 export type DeliveryLogEntry = WebhookDelivery & { type: WebhookEventType };

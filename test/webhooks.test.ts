@@ -5,6 +5,7 @@ import { createServer, type IncomingHttpHeaders, type Server, type ServerRespons
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { Webhook } from 'standardwebhooks';
+import { cleanEnv, runEasel } from '../bin/testing.ts';
 import { findWebhookEvent } from '../db/webhooks.repository.ts';
 import { type Stack, startStack } from './harness/stack.ts';
 
@@ -35,6 +36,8 @@ interface Receiver {
   close(): Promise<void>;
 }
 
+let receivers = 0;
+
 async function startReceiver(behaviour: Behaviour = (_n, res) => res.end('ok'), port = 0): Promise<Receiver> {
   const received: Received[] = [];
   const waiters: { count: number; resolve: (r: Received[]) => void }[] = [];
@@ -64,7 +67,8 @@ async function startReceiver(behaviour: Behaviour = (_n, res) => res.end('ok'), 
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   const actual = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${actual}/hook`,
+    // A path of its own: a URL disabled by a 410 stays disabled, and ports are reused.
+    url: `http://127.0.0.1:${actual}/hook/${++receivers}`,
     port: actual,
     received,
     waitFor: (count) =>
@@ -81,9 +85,28 @@ async function startReceiver(behaviour: Behaviour = (_n, res) => res.end('ok'), 
 
 let stack: Stack;
 let secret: string;
+/** Every log line of the webhook senders so far. */
+const senderLines: Record<string, unknown>[] = [];
+
+/** Resolves with the first sender log line (past or future) that matches. */
+function senderLine(match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+  const found = senderLines.find(match);
+  if (found) return Promise.resolve(found);
+  return new Promise((resolve) => {
+    const listener = (line: Record<string, unknown>, service: string) => {
+      if (service !== 'webhook-sender' || !match(line)) return;
+      stack.logs.off('line', listener);
+      resolve(line);
+    };
+    stack.logs.on('line', listener);
+  });
+}
 
 before(async () => {
   stack = await startStack('webhooks', { WEBHOOK_ALLOW_PRIVATE: 'true', WARMUP_SIZE: '64' });
+  stack.logs.on('line', (line, service) => {
+    if (service === 'webhook-sender') senderLines.push(line);
+  });
   await stack.startApi();
   await stack.startWebhookSender(SENDER_ENV);
   await stack.startWorker();
@@ -117,6 +140,7 @@ interface LogEntry {
   webhook_id: string;
   type: string;
   attempt: number;
+  outcome: string;
   status_code: number | null;
   error: string | null;
   next_attempt_at: string | null;
@@ -263,6 +287,7 @@ test('410 Gone stops retries and disables the event', async () => {
     const [hit] = await receiver.waitFor(1);
     const log = await logUntil(id, (l) => l.length === 1);
     assert.equal(log[0]?.status_code, 410);
+    assert.equal(log[0]?.outcome, 'gone');
     assert.equal(log[0]?.next_attempt_at, null);
     const event = await findWebhookEvent(stack.database.db, hit?.id ?? '');
     assert.equal(event?.status, 'disabled');
@@ -272,6 +297,177 @@ test('410 Gone stops retries and disables the event', async () => {
     await other.waitFor(1);
     await other.close();
     assert.equal(receiver.received.length, 1);
+  } finally {
+    await receiver.close();
+  }
+});
+
+interface DisabledUrl {
+  id: string;
+  url: string;
+  webhook_id: string | null;
+}
+
+async function disabledUrls(): Promise<DisabledUrl[]> {
+  const res = await stack.request('/v1/webhooks/disabled-urls');
+  assert.equal(res.status, 200);
+  return ((await res.json()) as { data: DisabledUrl[] }).data;
+}
+
+const easelKeys = (...args: string[]) =>
+  runEasel(['keys', ...args], cleanEnv({ DATABASE_URL: stack.database.url }));
+
+test('410: later events to the URL are skipped and listed (same generation, later ones) until re-enabled', async () => {
+  const receiver = await startReceiver((n, res) => {
+    res.statusCode = n === 0 ? 410 : 200;
+    res.end();
+  });
+  try {
+    // Runs until canceled: its started event meets the 410 while the generation still runs.
+    const id = await stack.enqueue({
+      steps: 1000,
+      width: 2048,
+      height: 2048,
+      webhook_url: receiver.url,
+      webhook_events: ['generation.started', 'generation.canceled'],
+    });
+    const [started] = await receiver.waitFor(1);
+    assert.equal(started?.payload.type, 'generation.started');
+    await logUntil(id, (l) => l[0]?.outcome === 'gone');
+    const disabledLine = await senderLine((l) => l.msg === 'webhook URL disabled' && l.generation_id === id);
+    assert.equal(disabledLine.url, receiver.url);
+
+    // The same generation's next event: written after the 410, skipped when written.
+    const cancel = await stack.request(`/v1/generations/${id}/cancel`, { method: 'POST' });
+    assert.equal(cancel.status, 202);
+    const log = await logUntil(id, (l) => l.length === 2);
+    assert.deepEqual(
+      log.map((e) => [e.type, e.attempt, e.outcome, e.status_code]),
+      [
+        ['generation.started', 1, 'gone', 410],
+        ['generation.canceled', 1, 'skipped_disabled', null],
+      ],
+    );
+    assert.match(log[1]?.error ?? '', /410 Gone.*DELETE \/v1\/webhooks\/disabled-urls\//);
+
+    // A later generation of the key to the same URL: accepted, its event skipped.
+    const later = await create(receiver.url);
+    const laterLog = await logUntil(later, (l) => l.length === 1);
+    assert.deepEqual(
+      laterLog.map((e) => [e.type, e.outcome]),
+      [['generation.completed', 'skipped_disabled']],
+    );
+    const [laterEvent] = await stack.database.db
+      .selectFrom('webhook_events')
+      .select(['status', 'attempts'])
+      .where('generation_id', '=', later)
+      .execute();
+    assert.deepEqual(laterEvent, { status: 'disabled', attempts: 1 });
+
+    // A redelivery asked for while disabled: the sender checks before sending, and skips it.
+    const redeliver = await stack.request(`/v1/webhook-deliveries/${log[0]?.id}/redeliver`, {
+      method: 'POST',
+    });
+    assert.equal(redeliver.status, 202);
+    const redelivered = await logUntil(id, (l) => l.length === 3);
+    assert.deepEqual(
+      redelivered.filter((e) => e.webhook_id === started?.id).map((e) => [e.attempt, e.outcome]),
+      [
+        [1, 'gone'],
+        [2, 'skipped_disabled'],
+      ],
+    );
+    const skippedLine = await senderLine(
+      (l) => l.msg === 'webhook skipped: URL disabled' && l.webhook_id === started?.id,
+    );
+    assert.equal(skippedLine.outcome, 'skipped_disabled');
+
+    // Listed by the API and the CLI.
+    const listed = (await disabledUrls()).filter((d) => d.url === receiver.url);
+    assert.deepEqual(
+      listed.map((d) => d.webhook_id),
+      [started?.id],
+    );
+    const cliList = await easelKeys('disabled-webhook-urls', stack.apiKey, '--json');
+    assert.equal(cliList.code, 0, cliList.stderr);
+    const cliRows = JSON.parse(cliList.stdout) as DisabledUrl[];
+    assert.ok(cliRows.some((d) => d.id === listed[0]?.id && d.url === receiver.url));
+    assert.equal(receiver.received.length, 1, 'nothing but the first event reached the receiver');
+
+    // Re-enabled (here with the CLI; the API's DELETE does the same): the next event is delivered.
+    const enable = await easelKeys('enable-webhook-url', stack.apiKey, receiver.url);
+    assert.equal(enable.code, 0, enable.stderr);
+    assert.match(enable.stdout, /^re-enabled http:\/\/127\.0\.0\.1:\d+\/hook\/\d+ for API key/);
+    assert.ok(!(await disabledUrls()).some((d) => d.url === receiver.url));
+    const enableAgain = await easelKeys('enable-webhook-url', stack.apiKey, receiver.url);
+    assert.equal(enableAgain.code, 1);
+    assert.match(enableAgain.stderr, /is not disabled for API key/);
+    const resumed = await create(receiver.url);
+    const [, hit] = await receiver.waitFor(2);
+    assert.equal(hit?.payload.data.id, resumed);
+    assert.deepEqual(verify(hit as Received), hit?.payload);
+    const resumedLog = await logUntil(resumed, (l) => l.length === 1);
+    assert.equal(resumedLog[0]?.outcome, 'delivered');
+  } finally {
+    await receiver.close();
+  }
+});
+
+test('an event in flight when the 410 arrives ends skipped too, not retried to the retired URL', async () => {
+  const held: ServerResponse[] = [];
+  let firstId: string | undefined;
+  const receiver = await startReceiver((n, res) => {
+    firstId ??= receiver.received[0]?.id;
+    // The first event is held (still being sent when the second one's 410 disables the URL).
+    if (receiver.received[n]?.id === firstId) held.push(res);
+    else {
+      res.statusCode = 410;
+      res.end();
+    }
+  });
+  try {
+    const first = await create(receiver.url);
+    await receiver.waitFor(1);
+    const second = await create(receiver.url);
+    await logUntil(second, (l) => l[0]?.outcome === 'gone');
+    for (const res of held) if (!res.writableEnded && !res.destroyed) res.writeHead(503).end();
+    // Its retry finds the URL disabled (marked with the 410, or checked by the sender before sending).
+    const log = await logUntil(first, (l) => l.at(-1)?.outcome === 'skipped_disabled');
+    assert.ok(log.slice(0, -1).every((e) => e.outcome === 'retry'));
+    assert.equal(log.at(-1)?.next_attempt_at, null);
+    const event = await findWebhookEvent(stack.database.db, firstId ?? '');
+    assert.equal(event?.status, 'disabled');
+    // After the 410, nothing more of the first event reached the receiver.
+    const goneAt = receiver.received.findIndex((r) => r.id !== firstId);
+    assert.ok(receiver.received.slice(goneAt).every((r) => r.id !== firstId));
+  } finally {
+    await receiver.close();
+  }
+});
+
+test('the last scheduled attempt of a retryable failure is `exhausted`, not `retry`', async () => {
+  const receiver = await startReceiver((_n, res) => {
+    res.statusCode = 500;
+    res.end('down');
+  });
+  try {
+    const id = await create(receiver.url);
+    const attempts = SENDER_ENV.WEBHOOK_RETRY_SCHEDULE.split(',').length;
+    const log = await logUntil(id, (l) => l.length === attempts);
+    assert.deepEqual(
+      log.map((e) => e.outcome),
+      [...Array(attempts - 1).fill('retry'), 'exhausted'],
+    );
+    assert.equal(log.at(-1)?.next_attempt_at, null);
+    assert.equal(log.at(-1)?.status_code, 500);
+    const line = await senderLine(
+      (l) => l.msg === 'webhook attempt failed' && l.generation_id === id && l.attempt === attempts,
+    );
+    assert.equal(line.outcome, 'exhausted');
+    assert.equal(line.next_attempt_at, null);
+    const event = await findWebhookEvent(stack.database.db, log[0]?.webhook_id ?? '');
+    assert.equal(event?.status, 'failed');
+    assert.equal(receiver.received.length, attempts);
   } finally {
     await receiver.close();
   }

@@ -16,7 +16,7 @@ const MAX_RETRY_AFTER_SECONDS = 86_400;
 export type AttemptKind =
   /** 2xx */
   | 'delivered'
-  /** network error, timeout, 408, 429, 5xx */
+  /** network error, timeout, 408, 429, 5xx (the sender's outcome is `exhausted` when no attempt is left) */
   | 'retry'
   /** 410 Gone: the receiver retired the URL */
   | 'gone'

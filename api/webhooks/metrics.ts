@@ -1,23 +1,23 @@
 // The webhook sender's Prometheus metrics: one count and one latency observation per delivery
 // attempt, labelled with the attempt's outcome (the same word its log line carries as `outcome`).
 import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
-import type { AttemptKind, AttemptResult } from './deliver.ts';
+import { WEBHOOK_DELIVERY_OUTCOMES } from '../../db/types.ts';
+import type { AttemptOutcome } from './sender.ts';
 
-/** Every AttemptKind, so each series exists (at 0) from the first scrape and rate() sees its first event. */
-export const ATTEMPT_OUTCOMES = [
-  'delivered',
-  'retry',
-  'gone',
-  'rejected',
-  'forbidden',
-] as const satisfies readonly AttemptKind[];
+/**
+ * Every AttemptOutcome, so each series exists (at 0) from the first scrape and rate() sees its
+ * first event. Skips (`skipped_disabled`: nothing sent) are not attempts and are not counted.
+ */
+export const ATTEMPT_OUTCOMES: readonly AttemptOutcome[] = WEBHOOK_DELIVERY_OUTCOMES.filter(
+  (o): o is AttemptOutcome => o !== 'skipped_disabled',
+);
 
 // Up to the longest allowed timeout: most receivers answer in milliseconds, a stuck one at the timeout.
 const DURATION_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
 export interface SenderMetrics {
   registry: Registry;
-  observeAttempt(result: Pick<AttemptResult, 'kind' | 'latencyMs'>): void;
+  observeAttempt(attempt: { kind: AttemptOutcome; latencyMs: number }): void;
 }
 
 export function createSenderMetrics(): SenderMetrics {
@@ -26,8 +26,9 @@ export function createSenderMetrics(): SenderMetrics {
   const attempts = new Counter({
     name: 'easel_webhook_attempts_total',
     help:
-      'Webhook delivery attempts by outcome: delivered (2xx), retry (network error, timeout, 408, 429, 5xx), ' +
-      'gone (410: the URL is disabled), rejected (another status: final), forbidden (SSRF guard: nothing sent).',
+      'Webhook delivery attempts by outcome: delivered (2xx), retry (network error, timeout, 408, 429, 5xx; ' +
+      'another attempt follows), exhausted (the same, with no attempt left), gone (410: the URL is disabled), ' +
+      'rejected (another status: final), forbidden (SSRF guard: nothing sent).',
     labelNames: ['outcome'] as const,
     registers: [registry],
   });

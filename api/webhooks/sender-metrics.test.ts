@@ -1,5 +1,6 @@
 // The webhook sender process with METRICS_PORT set: real attempts (a receiver that accepts, one
-// that is gone, one that fails) show up on its /metrics by outcome; /readyz and /healthz answer.
+// that is gone, one that fails, then fails a redelivery) show up on its /metrics by outcome;
+// /readyz and /healthz answer.
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -27,8 +28,8 @@ before(async () => {
 
   stack = await startStack('sender_metrics', { WEBHOOK_ALLOW_PRIVATE: 'true' });
   await stack.startApi();
-  // One attempt per event: a 503 is final here, so nothing is retried behind the test's back.
-  sender = await stack.startWebhookSender({ METRICS_PORT: '0', WEBHOOK_RETRY_SCHEDULE: '0' });
+  // A second attempt an hour later: nothing is retried behind the test's back.
+  sender = await stack.startWebhookSender({ METRICS_PORT: '0', WEBHOOK_RETRY_SCHEDULE: '0,3600' });
   metricsUrl = String(sender.ready.metrics_url);
 });
 
@@ -77,6 +78,23 @@ test('each attempt is counted and timed by its outcome', async () => {
     const id = await cancelWithWebhook(path);
     assert.equal((await logged).generation_id, id);
   }
+  // A redelivery is one attempt, never retried: its retryable failure is `exhausted`.
+  const broken = (await (await stack.request('/v1/generations?limit=1')).json()) as {
+    data: { id: string }[];
+  };
+  const log = (await (
+    await stack.request(`/v1/generations/${broken.data[0]?.id}/webhook-deliveries`)
+  ).json()) as { data: { id: string; outcome: string }[] };
+  assert.deepEqual(
+    log.data.map((d) => d.outcome),
+    ['retry'],
+  );
+  const exhausted = sender.waitForLog('webhook attempt failed', (l) => l.outcome === 'exhausted');
+  const redeliver = await stack.request(`/v1/webhook-deliveries/${log.data[0]?.id}/redeliver`, {
+    method: 'POST',
+  });
+  assert.equal(redeliver.status, 202);
+  assert.equal((await exhausted).next_attempt_at, null);
 
   const res = await fetch(`${metricsUrl}/metrics`);
   assert.equal(res.status, 200);
@@ -86,6 +104,7 @@ test('each attempt is counted and timed by its outcome', async () => {
     ['delivered', 1],
     ['gone', 1],
     ['retry', 1],
+    ['exhausted', 1],
     ['rejected', 0],
     ['forbidden', 0],
   ] as const) {
@@ -93,6 +112,8 @@ test('each attempt is counted and timed by its outcome', async () => {
   }
   assert.match(text, /^easel_webhook_attempt_duration_seconds_count\{outcome="delivered"\} 1$/m);
   assert.match(text, /^easel_webhook_attempt_duration_seconds_count\{outcome="gone"\} 1$/m);
+  assert.match(text, /^easel_webhook_attempt_duration_seconds_count\{outcome="exhausted"\} 1$/m);
+  assert.doesNotMatch(text, /skipped_disabled/);
 });
 
 test('without METRICS_PORT the sender listens on nothing; METRICS_HOST defaults to loopback', () => {

@@ -6,16 +6,19 @@ import type { Job, PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
 import type { Db } from '../../db/connect.ts';
 import type { ObjectStore } from '../../db/object-store.ts';
-import type { WebhookEventStatus } from '../../db/types.ts';
+import type { WebhookDeliveryOutcome, WebhookEventStatus } from '../../db/types.ts';
 import { sendWebhookJob, webhookJob } from '../../db/webhooks/queue.ts';
 import { webhookHeaders } from '../../db/webhooks/signing.ts';
 import type { WebhookTargetPolicy } from '../../db/webhooks/ssrf.ts';
 import {
+  disabledUrlReason,
   disableWebhookUrl,
+  findDisabledWebhookUrl,
   findOrphanedWebhookEvents,
   findWebhookEvent,
   generationFromSnapshot,
   getWebhookSecrets,
+  recordSkippedAttempt,
   recordWebhookAttempt,
 } from '../../db/webhooks.repository.ts';
 import { toResource } from '../generations.handlers.ts';
@@ -33,11 +36,24 @@ export interface SenderDeps {
   resultUrlTtlSeconds: number;
   /** Jitter as a fraction of the delay (default 0.1: up to 10 % later). */
   jitter?: number;
-  /** Told of every attempt made (the metrics); must not throw. */
-  onAttempt?: (result: AttemptResult) => void;
+  /** Told of every attempt made, with its final outcome (the metrics); must not throw. */
+  onAttempt?: (attempt: { kind: AttemptOutcome; latencyMs: number }) => void;
 }
 
-export type SendOutcome = 'skipped' | AttemptResult['kind'];
+/**
+ * What an attempt that was made comes to: the HTTP result, except that a retryable failure with
+ * no attempt left (the schedule is used up, or a redelivery, which is never retried) is
+ * `exhausted`. The word of the log line's `outcome`, the metric label and the delivery log.
+ */
+export type AttemptOutcome = Exclude<WebhookDeliveryOutcome, 'skipped_disabled'>;
+
+/** `skipped`: a duplicate or unwanted job (nothing recorded); `skipped_disabled`: recorded, not sent. */
+export type SendOutcome = 'skipped' | WebhookDeliveryOutcome;
+
+/** The outcome of an attempt whose next attempt (if any) is decided. */
+export function attemptOutcome(result: Pick<AttemptResult, 'kind'>, nextAt: Date | null): AttemptOutcome {
+  return result.kind === 'retry' && nextAt === null ? 'exhausted' : result.kind;
+}
 
 /** The delay before attempt `next` (1-based), or undefined when the schedule is exhausted. */
 export function nextDelaySeconds(
@@ -72,6 +88,25 @@ export function createWebhookSender(deps: SenderDeps) {
       log.info({ status: event.status, attempts: event.attempts }, 'webhook attempt skipped');
       return 'skipped';
     }
+    // Checked again here, not only when the event was written: the 410 may have come since.
+    const disabled = await findDisabledWebhookUrl(db, event.api_key_id, event.url);
+    if (disabled) {
+      const skipped = await db
+        .transaction()
+        .execute((trx) =>
+          recordSkippedAttempt(trx, event, attempt, disabled, manual ? undefined : 'disabled'),
+        );
+      const fields = {
+        type: event.type,
+        generation_id: event.generation_id,
+        outcome: 'skipped_disabled' as const,
+        disabled_url_id: disabled.id,
+        error: disabledUrlReason(disabled),
+      };
+      if (!skipped) log.warn(fields, 'webhook attempt already recorded by another sender');
+      else log.info(fields, 'webhook skipped: URL disabled');
+      return 'skipped_disabled';
+    }
     const secrets = await getWebhookSecrets(db, event.api_key_id);
     if (!secrets) return 'skipped';
     const generation = generationFromSnapshot(event.snapshot);
@@ -86,7 +121,6 @@ export function createWebhookSender(deps: SenderDeps) {
       timeoutMs: deps.timeoutMs,
       policy: deps.policy,
     });
-    deps.onAttempt?.(result);
 
     let status: WebhookEventStatus | undefined;
     let nextAt: Date | null = null;
@@ -97,6 +131,8 @@ export function createWebhookSender(deps: SenderDeps) {
       if (delay === undefined) status = 'failed';
       else nextAt = new Date(Date.now() + delay * 1000);
     } else if (!manual) status = 'failed';
+    const outcome = attemptOutcome(result, nextAt);
+    deps.onAttempt?.({ kind: outcome, latencyMs: result.latencyMs });
 
     const recorded = await db.transaction().execute(async (trx) => {
       const done = await recordWebhookAttempt(trx, {
@@ -109,25 +145,40 @@ export function createWebhookSender(deps: SenderDeps) {
         responseBody: result.body,
         status,
         nextAttemptAt: nextAt,
+        outcome,
       });
-      if (!done) return false;
-      if (result.kind === 'gone') await disableWebhookUrl(trx, event.api_key_id, event.url);
+      if (!done) return { recorded: false };
+      const disabled =
+        result.kind === 'gone'
+          ? await disableWebhookUrl(trx, event.api_key_id, event.url, event.id)
+          : undefined;
       if (nextAt) await sendWebhookJob(boss, trx, { v: 1, event_id: event.id, attempt: attempt + 1 }, nextAt);
-      return true;
+      return { recorded: true, disabled };
     });
     const fields = {
       type: event.type,
       generation_id: event.generation_id,
-      outcome: result.kind,
+      outcome,
       status_code: result.statusCode,
       latency_ms: Math.round(result.latencyMs),
       error: result.error,
       next_attempt_at: nextAt?.toISOString() ?? null,
     };
-    if (!recorded) log.warn(fields, 'webhook attempt already recorded by another sender');
+    if (!recorded.recorded) log.warn(fields, 'webhook attempt already recorded by another sender');
     else if (result.kind === 'delivered') log.info(fields, 'webhook delivered');
     else log.warn(fields, 'webhook attempt failed');
-    return result.kind;
+    if (recorded.disabled) {
+      log.warn(
+        {
+          generation_id: event.generation_id,
+          url: event.url,
+          disabled_url_id: recorded.disabled.disabled.id,
+          skipped_events: recorded.disabled.skipped,
+        },
+        'webhook URL disabled',
+      );
+    }
+    return outcome;
   }
 
   /**

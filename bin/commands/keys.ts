@@ -11,6 +11,8 @@ export const keysUsage = `usage:
   easel keys revoke ID_OR_PREFIX [--json]
   easel keys set ID_OR_PREFIX [--name NAME] [--max-in-flight N|default] [--json]
   easel keys rotate-webhook-secret ID_OR_PREFIX [--overlap SECONDS] [--json]
+  easel keys disabled-webhook-urls ID_OR_PREFIX [--json]
+  easel keys enable-webhook-url ID_OR_PREFIX URL [--json]
 
 Every command takes --database-url URL (default: DATABASE_URL).
 
@@ -25,6 +27,10 @@ list     id, name, prefix, creation and revocation times, cap and admin flag of 
 revoke   the key is refused (401) from its next request on. ID_OR_PREFIX is the id, the prefix
          \`list\` shows (esl_ and 8 characters) or the whole key.
 set      renames a key or changes its cap (default: back to the server's); effective at once.
+disabled-webhook-urls
+         the webhook URLs the key's receivers retired with 410 Gone: nothing is sent to them.
+enable-webhook-url
+         sends the key's events to URL again (as GET/DELETE /v1/webhooks/disabled-urls do).
 `;
 
 const MAX_IN_FLIGHT_LIMIT = 1_000_000;
@@ -46,8 +52,14 @@ export async function keysCommand(args: string[]): Promise<void> {
       return set(rest);
     case 'rotate-webhook-secret':
       return rotateSecret(rest);
+    case 'disabled-webhook-urls':
+      return disabledWebhookUrls(rest);
+    case 'enable-webhook-url':
+      return enableWebhookUrl(rest);
     case undefined:
-      throw new UsageError('expected create, list, revoke, set or rotate-webhook-secret');
+      throw new UsageError(
+        'expected create, list, revoke, set, rotate-webhook-secret, disabled-webhook-urls or enable-webhook-url',
+      );
     default:
       throw new UsageError(`unknown keys command '${sub}'`);
   }
@@ -297,4 +309,52 @@ async function rotateSecret(args: string[]): Promise<void> {
     `rotated the webhook secret of API key ${describeKey(key)}; the previous one stays valid for ${overlap} s\n`,
   );
   process.stdout.write(`${secret}\n`);
+}
+
+/** The URLs the key's receivers answered 410 Gone from: one per line, or JSON. */
+async function disabledWebhookUrls(args: string[]): Promise<void> {
+  const { values, positionals } = parseFlags(args, commonFlags, true);
+  const reference = oneReference(positionals);
+  const url = databaseUrl(values['database-url']);
+  const { listDisabledWebhookUrls } = await import('../../db/webhooks.repository.ts');
+  const { key, rows } = await withDatabase(url, async (db) => {
+    const key = await resolveKey(db, reference);
+    return { key, rows: await listDisabledWebhookUrls(db, key.id) };
+  });
+  if (values.json) {
+    const data = rows.map((r) => ({
+      id: r.id,
+      url: r.url,
+      disabled_at: r.disabled_at.toISOString(),
+      webhook_id: r.event_id,
+    }));
+    process.stdout.write(`${JSON.stringify(data)}\n`);
+    return;
+  }
+  if (rows.length === 0) {
+    process.stderr.write(`API key ${describeKey(key)} has no disabled webhook URLs\n`);
+    return;
+  }
+  for (const r of rows) process.stdout.write(`${time(r.disabled_at)}  ${r.url}\n`);
+}
+
+async function enableWebhookUrl(args: string[]): Promise<void> {
+  const { values, positionals } = parseFlags(args, commonFlags, true);
+  const [reference, target, ...extra] = positionals;
+  if (!reference || !target || extra.length > 0) throw new UsageError('expected ID_OR_PREFIX and URL');
+  const url = databaseUrl(values['database-url']);
+  const repository = await import('../../db/webhooks.repository.ts');
+  const { key, enabled } = await withDatabase(url, async (db) => {
+    const key = await resolveKey(db, reference);
+    return { key, enabled: await repository.enableWebhookUrl(db, key.id, { url: target }) };
+  });
+  if (!enabled) throw new CliError(`webhook URL ${target} is not disabled for API key ${describeKey(key)}`);
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ id: enabled.id, url: enabled.url, enabled: true })}\n`);
+    return;
+  }
+  process.stdout.write(
+    `re-enabled ${enabled.url} for API key ${describeKey(key)} (disabled since ${time(enabled.disabled_at)}); ` +
+      'events written from now on are sent to it\n',
+  );
 }

@@ -5,6 +5,8 @@ import * as m0003 from './0003-idempotency-and-limits.ts';
 import * as m0004 from './0004-cancel-and-progress.ts';
 import * as m0005 from './0005-webhooks.ts';
 import * as m0006 from './0006-workers-and-admin.ts';
+import * as m0007 from './0007-webhook-disabled-urls.ts';
+import * as m0008 from './0008-millisecond-timestamps.ts';
 
 // A static list rather than a folder scan: it works the same from source, a bundle or a container.
 const migrations: Record<string, Migration> = {
@@ -14,6 +16,8 @@ const migrations: Record<string, Migration> = {
   '0004-cancel-and-progress': m0004,
   '0005-webhooks': m0005,
   '0006-workers-and-admin': m0006,
+  '0007-webhook-disabled-urls': m0007,
+  '0008-millisecond-timestamps': m0008,
 };
 
 export const migrationProvider: MigrationProvider = {
