@@ -6,7 +6,7 @@ import { createHmac, randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
 import { Registry } from 'prom-client';
-import { closeMetricsServer, metricsServerUrl, startMetricsServer } from '../db/metrics-server.ts';
+import { closeMetricsServer, metricsServerUrl, startMetricsServer } from '../shared/health-server.ts';
 import { type Stack, startStack } from '../test/harness/stack.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
 import { ERROR_CATALOGUE, type ErrorCode, toApiError } from './errors.ts';

@@ -1,7 +1,7 @@
 // The API's configuration: read once at boot, validated, frozen and passed down.
 import { z } from 'zod';
-import { envInt, parseEnv, type S3Settings, s3SettingsFrom, sharedEnv } from '../db/env.ts';
-import { webhookPolicyEnv } from '../db/webhooks/config.ts';
+import { envInt, parseEnv, type S3Settings, s3SettingsFrom, sharedEnv } from '../shared/env.ts';
+import { webhookPolicyEnv } from '../webhooks/policy.ts';
 
 export const apiEnv = z.object({
   ...sharedEnv,
@@ -27,7 +27,7 @@ export const apiEnv = z.object({
 
 export type ApiConfig = Readonly<z.infer<typeof apiEnv>>;
 
-/** Throws ConfigError (from db/env.ts) naming every bad variable. */
+/** Throws ConfigError (from shared/env.ts) naming every bad variable. */
 export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
   return parseEnv(apiEnv, env);
 }

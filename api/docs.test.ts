@@ -8,7 +8,7 @@ import { serve } from '@hono/node-server';
 import type { PgBoss } from 'pg-boss';
 import { pino } from 'pino';
 import type { Db } from '../db/connect.ts';
-import type { ObjectStore } from '../db/object-store.ts';
+import type { ObjectStore } from '../shared/object-store.ts';
 import { createApp } from './app.ts';
 import { loadApiConfig } from './config.ts';
 import { DOCS_ASSETS_PATH } from './docs.routes.ts';

@@ -4,7 +4,7 @@ import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Logger } from 'pino';
-import { ObjectStoreError } from '../db/object-store.ts';
+import { ObjectStoreError } from '../shared/object-store.ts';
 import type { AppEnv } from './context.ts';
 
 export const ERROR_CATALOGUE = {

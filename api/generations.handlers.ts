@@ -11,12 +11,12 @@ import {
   queuePosition,
   requestCancel,
 } from '../db/generations.repository.ts';
-import type { ObjectStore } from '../db/object-store.ts';
 import { cancelGenerationJob } from '../db/queue.ts';
 import type { Generation, GenerationStatus } from '../db/types.ts';
-import { policyFrom } from '../db/webhooks/config.ts';
-import { checkWebhookUrl } from '../db/webhooks/ssrf.ts';
 import { DEFAULT_WEBHOOK_EVENTS, enqueueWebhookEvent } from '../db/webhooks.repository.ts';
+import type { ObjectStore } from '../shared/object-store.ts';
+import { policyFrom } from '../webhooks/policy.ts';
+import { checkWebhookUrl } from '../webhooks/ssrf.ts';
 import { singleFlight } from './batcher.ts';
 import type { ApiConfig } from './config.ts';
 import type { AppEnv } from './context.ts';

@@ -1,7 +1,7 @@
 // One zod schema per shape: these drive request validation, handler types and openapi.yaml.
 import { z } from '@hono/zod-openapi';
-import { KARRAS_SCHEDULER_CHOICES, SCHEDULER_CHOICES } from '../db/generation-contract.ts';
 import { GENERATION_STATUSES, WEBHOOK_EVENT_TYPES } from '../db/types.ts';
+import { KARRAS_SCHEDULER_CHOICES, SCHEDULER_CHOICES } from '../shared/generation-contract.ts';
 import { ERROR_CODES } from './errors.ts';
 import { integerParam } from './integer-param.ts';
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { sql } from 'kysely';
-import { outputKey } from '../db/object-store.ts';
+import { outputKey } from '../shared/object-store.ts';
 import { call, startTestApi, type TestApi } from './testing.ts';
 
 let api: TestApi;

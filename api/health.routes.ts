@@ -3,7 +3,7 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
 import { sql } from 'kysely';
 import type { Db } from '../db/connect.ts';
-import type { ObjectStore } from '../db/object-store.ts';
+import type { ObjectStore } from '../shared/object-store.ts';
 import type { AppEnv } from './context.ts';
 import { apiError } from './errors.ts';
 import { Problem } from './generations.schemas.ts';

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 import { createDb } from '../db/connect.ts';
-import type { ObjectStore } from '../db/object-store.ts';
+import type { ObjectStore } from '../shared/object-store.ts';
 import { renderOpenApiYaml } from './openapi-export.ts';
 import { call, startTestApi, type TestApi } from './testing.ts';
 

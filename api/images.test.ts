@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { type ObjectStore, outputKey } from '../db/object-store.ts';
+import { type ObjectStore, outputKey } from '../shared/object-store.ts';
 import { call, startTestApi, type TestApi } from './testing.ts';
 
 let api: TestApi;

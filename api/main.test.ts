@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createApiKey } from '../db/api-keys.repository.ts';
 import { markFailed, markRunning } from '../db/generations.repository.ts';
-import { createS3ObjectStore } from '../db/object-store.ts';
+import { createS3ObjectStore } from '../shared/object-store.ts';
 import { createTestDatabase, type TestDatabase } from '../test/harness/database.ts';
 import { type S3ServerProcess, startS3ServerProcess } from '../test/harness/s3-server.ts';
 

@@ -2,12 +2,12 @@
 import { serve } from '@hono/node-server';
 import { pino } from 'pino';
 import { createDb } from '../db/connect.ts';
-import { ConfigError } from '../db/env.ts';
-import { answerClientErrors, MAX_HEADER_BYTES } from '../db/http-client-errors.ts';
 import { migrateToLatest } from '../db/migrate.ts';
-import { createS3ObjectStore, type ObjectStore } from '../db/object-store.ts';
 import { createBoss, ensureGenerationQueue } from '../db/queue.ts';
-import { ensureWebhookQueue } from '../db/webhooks/queue.ts';
+import { ensureWebhookQueue } from '../db/webhook-queue.ts';
+import { ConfigError } from '../shared/env.ts';
+import { answerClientErrors, MAX_HEADER_BYTES } from '../shared/http-client-errors.ts';
+import { createS3ObjectStore, type ObjectStore } from '../shared/object-store.ts';
 import { createApp } from './app.ts';
 import { type ApiConfig, internalS3Settings, loadApiConfig, publicS3Settings } from './config.ts';
 import { createStatusListener } from './status-listener.ts';

@@ -6,7 +6,7 @@ import type { PgBoss } from 'pg-boss';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
 import type { Db } from '../db/connect.ts';
-import type { ObjectStore } from '../db/object-store.ts';
+import type { ObjectStore } from '../shared/object-store.ts';
 import { createApp, openApiDocument } from './app.ts';
 import { loadApiConfig } from './config.ts';
 

@@ -18,10 +18,10 @@ import { Webhook } from 'standardwebhooks';
 import { createDb } from '../db/connect.ts';
 import { migrationProvider } from '../db/migrations/index.ts';
 import { WEBHOOK_EVENT_TYPES } from '../db/types.ts';
-import { ensureWebhookQueue, WEBHOOK_QUEUE } from '../db/webhooks/queue.ts';
-import { webhookHeaders } from '../db/webhooks/signing.ts';
+import { ensureWebhookQueue, WEBHOOK_QUEUE } from '../db/webhook-queue.ts';
 import { disableWebhookUrl, rotateWebhookSecret } from '../db/webhooks.repository.ts';
 import { ADMIN_URL } from '../test/harness/database.ts';
+import { webhookHeaders } from '../webhooks/signing.ts';
 import { renderOpenApiYaml } from './openapi-export.ts';
 import { call, startTestApi, type TestApi } from './testing.ts';
 

@@ -18,7 +18,7 @@ import {
   PGBOSS_SCHEMA,
 } from './queue.ts';
 import { expediteCrashRetries, findQueueDrift, reconcileQueueDrift } from './queue-reconcile.ts';
-import { ensureWebhookQueue } from './webhooks/queue.ts';
+import { ensureWebhookQueue } from './webhook-queue.ts';
 
 let database: TestDatabase;
 let boss: PgBoss;

@@ -13,8 +13,7 @@ import type {
   WebhookEventStatus,
   WebhookEventType,
 } from './types.ts';
-import { sendWebhookJob, WEBHOOK_QUEUE } from './webhooks/queue.ts';
-import { generateWebhookSecret } from './webhooks/signing.ts';
+import { sendWebhookJob, WEBHOOK_QUEUE } from './webhook-queue.ts';
 
 type Executor = Kysely<Database>;
 
@@ -403,15 +402,16 @@ export async function rotateWebhookSecret(
   keyId: string,
   overlapSeconds: number,
 ): Promise<string> {
-  const secret = generateWebhookSecret();
-  await db
+  // The column's default (migration 0005) is the one secret generator, for new keys and rotations.
+  const row = await db
     .updateTable('api_keys')
     .set({
       webhook_secret_previous: sql<string>`webhook_secret`,
       webhook_secret_previous_expires_at: sql<Date>`now() + make_interval(secs => ${overlapSeconds})`,
-      webhook_secret: secret,
+      webhook_secret: sql<string>`default`,
     })
     .where('id', '=', keyId)
+    .returning('webhook_secret')
     .executeTakeFirstOrThrow();
-  return secret;
+  return row.webhook_secret;
 }

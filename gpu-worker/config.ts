@@ -1,8 +1,8 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { envBoolean, envInt, parseEnv, sharedEnv } from '../db/env.ts';
 import type { QueuePolicy } from '../db/queue.ts';
+import { envBoolean, envInt, parseEnv, sharedEnv } from '../shared/env.ts';
 
 const schema = z.object({
   ...sharedEnv,

@@ -17,11 +17,11 @@ import {
   recordProgress,
   recordTranslation,
 } from '../db/generations.repository.ts';
-import { type ObjectStore, outputKey } from '../db/object-store.ts';
 import { generationJob } from '../db/queue.ts';
 import type { Generation, StageTimingsRecord, StoredOutput } from '../db/types.ts';
 import { TERMINAL_STATUSES } from '../db/types.ts';
 import { withWebhookEvent } from '../db/webhooks.repository.ts';
+import { type ObjectStore, outputKey } from '../shared/object-store.ts';
 import type { CancelWatcher } from './cancel-listener.ts';
 import { CancelAbort, classifyFailure, type Failure, JobTimeoutAbort, ShutdownAbort } from './failure.ts';
 import { encodeJpeg } from './jpeg.ts';

@@ -4,20 +4,20 @@ import { hostname } from 'node:os';
 import { sql } from 'kysely';
 import pino from 'pino';
 import { createDb } from '../db/connect.ts';
-import { withDeadline } from '../db/deadline.ts';
-import { ConfigError, s3SettingsFrom } from '../db/env.ts';
 import { createListenConnection } from '../db/listen-connection.ts';
-import { closeMetricsServer, metricsServerUrl, startMetricsServer } from '../db/metrics-server.ts';
 import { migrateToLatest } from '../db/migrate.ts';
-import { createS3ObjectStore } from '../db/object-store.ts';
 import {
   createBoss,
   createQueueWaker,
   ensureGenerationQueue,
   GENERATION_QUEUED_CHANNEL,
 } from '../db/queue.ts';
-import { ensureWebhookQueue } from '../db/webhooks/queue.ts';
+import { ensureWebhookQueue } from '../db/webhook-queue.ts';
 import { heartbeatWorker, markWorkerStopped, registerWorker } from '../db/workers.repository.ts';
+import { withDeadline } from '../shared/deadline.ts';
+import { ConfigError, s3SettingsFrom } from '../shared/env.ts';
+import { closeMetricsServer, metricsServerUrl, startMetricsServer } from '../shared/health-server.ts';
+import { createS3ObjectStore } from '../shared/object-store.ts';
 import { createCancelListener } from './cancel-listener.ts';
 import { loadWorkerConfig, type WorkerConfig } from './config.ts';
 import { createGenerationStages } from './generation.handler.ts';

@@ -4,15 +4,12 @@
 // dependency (the images run `npm ci --omit=dev`). An API image that imported gpu-worker/ once
 // failed at boot with ERR_MODULE_NOT_FOUND; this is the test that would have caught it.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { builtinModules } from 'node:module';
-import { dirname, join, relative, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import ts from 'typescript';
 import { parse } from 'yaml';
+import { importClosure, REPO_ROOT as ROOT } from './harness/imports.ts';
 
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
   dependencies: Record<string, string>;
 };
@@ -48,40 +45,6 @@ function readImage(dockerfile: string): Image {
     entryPoints.push(...args.filter((arg) => /\.(ts|js|mjs)$/.test(arg)));
   }
   return { dockerfile, copied, entryPoints };
-}
-
-function resolveLocal(from: string, specifier: string): string {
-  const target = resolve(dirname(from), specifier);
-  if (existsSync(target) && statSync(target).isFile()) return target;
-  for (const ext of ['.ts', '.js', '/index.ts', '/index.js'])
-    if (existsSync(target + ext)) return target + ext;
-  throw new Error(`${relative(ROOT, from)} imports ${specifier}, which does not exist`);
-}
-
-function packageName(specifier: string): string {
-  const parts = specifier.split('/');
-  return specifier.startsWith('@') ? parts.slice(0, 2).join('/') : (parts[0] ?? specifier);
-}
-
-/** Every repository file and every package the entry points load. */
-function importClosure(entryPoints: readonly string[]) {
-  const files = new Set<string>();
-  const packages = new Map<string, string>();
-  const pending = entryPoints.map((entry) => join(ROOT, entry));
-  while (pending.length > 0) {
-    const file = pending.pop() as string;
-    if (files.has(file)) continue;
-    files.add(file);
-    if (!/\.(ts|js|mjs)$/.test(file)) continue;
-    const info = ts.preProcessFile(readFileSync(file, 'utf8'), true, true);
-    for (const { fileName } of info.importedFiles) {
-      if (fileName.startsWith('.')) pending.push(resolveLocal(file, fileName));
-      else if (!fileName.startsWith('node:') && !builtinModules.includes(fileName)) {
-        packages.set(packageName(fileName), relative(ROOT, file));
-      }
-    }
-  }
-  return { files: [...files].map((f) => relative(ROOT, f)), packages };
 }
 
 const isCopied = (image: Image, file: string) =>

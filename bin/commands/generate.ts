@@ -7,7 +7,7 @@ import {
   KARRAS_SCHEDULER_CHOICES,
   SCHEDULER_CHOICES,
   type SchedulerChoice,
-} from '../../gpu-worker/models/text-to-image.ts';
+} from '../../shared/generation-contract.ts';
 import { createProgressBar } from '../progress.ts';
 import {
   choiceFlag,

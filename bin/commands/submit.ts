@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { SCHEDULER_CHOICES } from '../../db/generation-contract.ts';
+import { SCHEDULER_CHOICES } from '../../shared/generation-contract.ts';
 import { createProgressBar, formatDuration, type ProgressBar } from '../progress.ts';
 import { createClient, type EaselClient, type Generation, TERMINAL } from '../remote/client.ts';
 import {

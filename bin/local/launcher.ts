@@ -133,7 +133,7 @@ export async function runLocal(): Promise<void> {
       }),
       startService({
         name: 'webhook-sender',
-        script: 'api/webhook-sender.main.ts',
+        script: 'webhooks/main.ts',
         env,
         readyMsg: 'webhook sender ready',
         onLine: forward('webhooks'),

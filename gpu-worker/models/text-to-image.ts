@@ -5,13 +5,13 @@
 export type ExecutionProvider = 'cpu' | 'cuda';
 
 // The sampler names are part of the request contract (db/generation-contract.ts).
-import type { SchedulerChoice } from '../../db/generation-contract.ts';
+import type { SchedulerChoice } from '../../shared/generation-contract.ts';
 
 export {
   KARRAS_SCHEDULER_CHOICES,
   SCHEDULER_CHOICES,
   type SchedulerChoice,
-} from '../../db/generation-contract.ts';
+} from '../../shared/generation-contract.ts';
 
 export interface GenerateRequest {
   prompt: string;

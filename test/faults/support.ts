@@ -165,7 +165,7 @@ export function s3ClientFor(stack: Stack): S3Client {
 /**
  * Checks a succeeded generation against the bucket: one output per requested image, each object
  * present with exactly the recorded bytes and SHA-256, and nothing else under its key prefix
- * (db/object-store.ts outputKey: generations/<id>/<index>.jpg).
+ * (shared/object-store.ts outputKey: generations/<id>/<index>.jpg).
  */
 export async function assertOutputsComplete(client: S3Client, bucket: string, row: Generation) {
   assert.equal(row.status, 'succeeded', `generation ${row.id} status`);

@@ -25,7 +25,7 @@ export interface Stack {
   workers: ServiceProcess[];
   startApi(extraEnv?: NodeJS.ProcessEnv): Promise<ServiceProcess>;
   startWorker(extraEnv?: NodeJS.ProcessEnv): Promise<ServiceProcess>;
-  /** The webhook sender process (api/webhook-sender.main.ts); several may run. */
+  /** The webhook sender process (webhooks/main.ts); several may run. */
   senders: ServiceProcess[];
   startWebhookSender(extraEnv?: NodeJS.ProcessEnv): Promise<ServiceProcess>;
   baseUrl(): string;
@@ -99,7 +99,7 @@ export async function startStack(
     async startWebhookSender(more = {}) {
       const sender = await startService({
         name: 'webhook-sender',
-        script: 'api/webhook-sender.main.ts',
+        script: 'webhooks/main.ts',
         env: { ...env, ...more },
         readyMsg: 'webhook sender ready',
         onLine: onLine('webhook-sender'),

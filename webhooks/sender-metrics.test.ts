@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
-import type { ServiceProcess } from '../../bin/local/service-process.ts';
-import { type Stack, startStack } from '../../test/harness/stack.ts';
+import type { ServiceProcess } from '../bin/local/service-process.ts';
+import { type Stack, startStack } from '../test/harness/stack.ts';
 import { loadSenderConfig } from './config.ts';
 
 let stack: Stack;

@@ -1,19 +1,19 @@
 // The webhook sender process: works the `webhooks` queue, several deliveries at once. Only ever
-// executed (`node api/webhook-sender.main.ts`), never imported. Any number may run side by side.
+// executed (`node webhooks/main.ts`), never imported. Any number may run side by side.
 import type { Server } from 'node:http';
 import { sql } from 'kysely';
 import { pino } from 'pino';
 import { createDb } from '../db/connect.ts';
-import { ConfigError } from '../db/env.ts';
-import { closeMetricsServer, metricsServerUrl, startMetricsServer } from '../db/metrics-server.ts';
 import { migrateToLatest } from '../db/migrate.ts';
-import { createS3ObjectStore } from '../db/object-store.ts';
 import { createBoss } from '../db/queue.ts';
-import { policyFrom } from '../db/webhooks/config.ts';
-import { ensureWebhookQueue, WEBHOOK_QUEUE } from '../db/webhooks/queue.ts';
-import { loadSenderConfig, type SenderConfig, senderS3Settings } from './webhooks/config.ts';
-import { createSenderMetrics } from './webhooks/metrics.ts';
-import { createWebhookSender } from './webhooks/sender.ts';
+import { ensureWebhookQueue, WEBHOOK_QUEUE } from '../db/webhook-queue.ts';
+import { ConfigError } from '../shared/env.ts';
+import { closeMetricsServer, metricsServerUrl, startMetricsServer } from '../shared/health-server.ts';
+import { createS3ObjectStore } from '../shared/object-store.ts';
+import { loadSenderConfig, type SenderConfig, senderS3Settings } from './config.ts';
+import { createSenderMetrics } from './metrics.ts';
+import { policyFrom } from './policy.ts';
+import { createWebhookSender } from './sender.ts';
 
 let config: SenderConfig;
 try {

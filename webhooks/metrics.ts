@@ -1,7 +1,7 @@
 // The webhook sender's Prometheus metrics: one count and one latency observation per delivery
 // attempt, labelled with the attempt's outcome (the same word its log line carries as `outcome`).
 import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
-import { WEBHOOK_DELIVERY_OUTCOMES } from '../../db/types.ts';
+import { WEBHOOK_DELIVERY_OUTCOMES } from '../db/types.ts';
 import type { AttemptOutcome } from './sender.ts';
 
 /**

@@ -1,16 +1,11 @@
 // The metrics listener of processes without an HTTP API, over real HTTP on an ephemeral port,
-// serving the webhook sender's registry (api/webhooks/metrics.ts). No database: nothing here
+// serving the webhook sender's registry (webhooks/metrics.ts). No database: nothing here
 // touches one.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { Counter, Registry } from 'prom-client';
-import { createSenderMetrics } from '../api/webhooks/metrics.ts';
-import {
-  closeMetricsServer,
-  metricsServerUrl,
-  type Readiness,
-  startMetricsServer,
-} from './metrics-server.ts';
+import { createSenderMetrics } from '../webhooks/metrics.ts';
+import { closeMetricsServer, metricsServerUrl, type Readiness, startMetricsServer } from './health-server.ts';
 
 const servers: Parameters<typeof closeMetricsServer>[0][] = [];
 after(async () => {

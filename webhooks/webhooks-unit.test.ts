@@ -5,9 +5,9 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { Webhook } from 'standardwebhooks';
-import { postWebhook } from '../../api/webhooks/deliver.ts';
-import { nextDelaySeconds } from '../../api/webhooks/sender.ts';
-import { parseRetrySchedule } from './config.ts';
+import { postWebhook } from './deliver.ts';
+import { parseRetrySchedule } from './policy.ts';
+import { nextDelaySeconds } from './sender.ts';
 import { generateWebhookSecret, webhookHeaders } from './signing.ts';
 import { checkWebhookUrl, DEFAULT_POLICY, isAddressAllowed, isForbiddenAddress } from './ssrf.ts';
 

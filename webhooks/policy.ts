@@ -1,6 +1,6 @@
 // Webhook settings read by the API (the create-time URL check) and by the webhook sender.
 import { z } from 'zod';
-import { envBoolean } from '../env.ts';
+import { envBoolean } from '../shared/env.ts';
 import { parseAllowedHosts, type WebhookTargetPolicy } from './ssrf.ts';
 
 /** Standard Webhooks' schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h. */

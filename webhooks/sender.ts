@@ -4,12 +4,10 @@
 import { sql } from 'kysely';
 import type { Job, PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
-import type { Db } from '../../db/connect.ts';
-import type { ObjectStore } from '../../db/object-store.ts';
-import type { WebhookDeliveryOutcome, WebhookEventStatus } from '../../db/types.ts';
-import { sendWebhookJob, webhookJob } from '../../db/webhooks/queue.ts';
-import { webhookHeaders } from '../../db/webhooks/signing.ts';
-import type { WebhookTargetPolicy } from '../../db/webhooks/ssrf.ts';
+import { toResource } from '../api/generations.handlers.ts';
+import type { Db } from '../db/connect.ts';
+import type { WebhookDeliveryOutcome, WebhookEventStatus } from '../db/types.ts';
+import { sendWebhookJob, webhookJob } from '../db/webhook-queue.ts';
 import {
   disabledUrlReason,
   disableWebhookUrl,
@@ -20,9 +18,11 @@ import {
   getWebhookSecrets,
   recordSkippedAttempt,
   recordWebhookAttempt,
-} from '../../db/webhooks.repository.ts';
-import { toResource } from '../generations.handlers.ts';
+} from '../db/webhooks.repository.ts';
+import type { ObjectStore } from '../shared/object-store.ts';
 import { type AttemptResult, postWebhook } from './deliver.ts';
+import { webhookHeaders } from './signing.ts';
+import type { WebhookTargetPolicy } from './ssrf.ts';
 
 export interface SenderDeps {
   db: Db;

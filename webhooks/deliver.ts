@@ -2,13 +2,8 @@
 // 4 KiB of the response read, and the SSRF guard on every address before any connection.
 import http from 'node:http';
 import https from 'node:https';
-import {
-  checkWebhookUrl,
-  guardedLookup,
-  WebhookTargetForbidden,
-  type WebhookTargetPolicy,
-} from '../../db/webhooks/ssrf.ts';
-import pkg from '../../package.json' with { type: 'json' };
+import pkg from '../package.json' with { type: 'json' };
+import { checkWebhookUrl, guardedLookup, WebhookTargetForbidden, type WebhookTargetPolicy } from './ssrf.ts';
 
 export const RESPONSE_BODY_LIMIT = 4096;
 const MAX_RETRY_AFTER_SECONDS = 86_400;

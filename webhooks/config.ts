@@ -1,7 +1,7 @@
 // The webhook sender's configuration: read once at boot, validated, frozen and passed down.
 import { z } from 'zod';
-import { envInt, parseEnv, type S3Settings, s3SettingsFrom, sharedEnv } from '../../db/env.ts';
-import { parseRetrySchedule, webhookSenderEnv } from '../../db/webhooks/config.ts';
+import { envInt, parseEnv, type S3Settings, s3SettingsFrom, sharedEnv } from '../shared/env.ts';
+import { parseRetrySchedule, webhookSenderEnv } from './policy.ts';
 
 export const senderEnv = z.object({
   ...sharedEnv,
