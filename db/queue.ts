@@ -185,7 +185,7 @@ export async function cancelGenerationJob(
   await boss.cancel(GENERATION_QUEUE, generationId, { db: fromKysely(trx) });
 }
 
-/** Ids of generation jobs pg-boss still holds as runnable or running (for diagnostics and tests). */
+/** How many generation jobs pg-boss still holds as runnable or running (for diagnostics and tests). */
 export async function countOpenGenerationJobs<DB>(db: Kysely<DB>): Promise<number> {
   const { rows } = await sql<{ n: number }>`
     select count(*)::int as n from ${sql.table(`${PGBOSS_SCHEMA}.job`)}

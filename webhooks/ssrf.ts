@@ -2,6 +2,24 @@
 // unspecified addresses (cloud metadata at 169.254.169.254 included) unless configured otherwise.
 // Every address a hostname resolves to is checked at connect time (the `lookup` the socket
 // uses), so DNS rebinding between a check and the connection cannot slip through.
+//
+// Why not request-filtering-agent (3.2.1, evaluated for issue 11)? It does plug into the
+// node:http/https requests deliver.ts makes (it is an http.Agent; it would not work with
+// fetch/undici), and it also checks every resolved address at connect time. But it does not
+// serve as well as this module:
+// - No hostname allow-list: `allowIPAddressList` takes IPs and CIDRs only, while
+//   WEBHOOK_ALLOWED_HOSTS also takes hostnames (`localhost`, `hooks.internal` in the tests).
+//   IP entries are compared as raw strings, so `[::1]` is rejected as an "invalid CIDR".
+// - It refuses every IPv4-mapped IPv6 address (ipaddr.js range `ipv4Mapped`), public ones too
+//   (`::ffff:8.8.8.8`); we judge the embedded IPv4 address, as the unit tests expect.
+// - It exports no address check, only the agent, so the API's create-time check of a literal
+//   address (checkWebhookUrl, a 422 before anything is queued) would still need our own rules,
+//   and the two could disagree (a URL accepted at create, refused at send).
+// - Refusals are plain `Error`s with no code or class and their own wording ("DNS lookup … is
+//   not allowed"). Our `forbidden` outcome would rest on matching that text, and the recorded
+//   `error` would change from "… resolves to a forbidden address (…)" (asserted in tests, and
+//   matched by migration 0007 when it classified old attempts).
+// The address rules themselves agree: every forbidden case in the unit tests is refused by it too.
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
 

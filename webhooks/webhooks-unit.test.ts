@@ -1,6 +1,7 @@
 // Signing, the SSRF guard and the retry schedule, without a database. The guard tests send no
 // traffic: a refused target is refused before any connection, which a listening server confirms.
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
@@ -27,6 +28,32 @@ test('signatures verify with the standardwebhooks reference implementation, also
   assert.deepEqual(new Webhook(old).verify(body, headers), JSON.parse(body));
   assert.throws(() => new Webhook(generateWebhookSecret()).verify(body, headers));
   assert.throws(() => new Webhook(secret).verify(`${body} `, headers));
+});
+
+// Signing uses the standardwebhooks library, so the library alone cannot vouch for it: check the
+// exact header bytes against a plain node:crypto HMAC and the specification's published example.
+test('signature headers match a node:crypto HMAC byte for byte, and the specification example', () => {
+  const hmac = (secret: string, content: string) => {
+    const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
+    return `v1,${createHmac('sha256', key).update(content).digest('base64')}`;
+  };
+  const secret = generateWebhookSecret();
+  const old = generateWebhookSecret();
+  const body = JSON.stringify({ type: 'generation.completed', data: { prompt: 'héllo ☃ 🎨 \u2028' } });
+  const timestamp = 1_900_000_000;
+  const content = `evt_2.${timestamp}.${body}`;
+  assert.deepEqual(webhookHeaders([secret, old], 'evt_2', timestamp, body), {
+    'webhook-id': 'evt_2',
+    'webhook-timestamp': '1900000000',
+    'webhook-signature': `${hmac(secret, content)} ${hmac(old, content)}`,
+  });
+  const example = webhookHeaders(
+    ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'],
+    'msg_p5jXN8AQM9LWM0D4loKWxJek',
+    1614265330,
+    '{"test": 2432232314}',
+  );
+  assert.equal(example['webhook-signature'], 'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=');
 });
 
 test('forbidden addresses: loopback, private, link-local, metadata, ULA, mapped, unspecified, multicast', () => {
