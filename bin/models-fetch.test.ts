@@ -1,7 +1,6 @@
 // `easel models fetch` against a local server with the hub's URL layout: listing, resolve with
 // Range support, a redirect to a "CDN" path, a required token, and faults injected on demand.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
@@ -10,10 +9,9 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { type FetchModelError, fetchModel, globToRegExp, selectFiles } from './models-fetch.ts';
+import { cleanEnv, runEasel } from './testing.ts';
 
-const root = fileURLToPath(new URL('../', import.meta.url));
 const REPO = 'easel-test/tiny-sd-onnx';
 const TOKEN = 'hf_test_token';
 
@@ -52,6 +50,8 @@ interface Faults {
   chunked: Set<string>;
   /** Listed, but resolve answers 404. */
   missing: Set<string>;
+  /** Served and listed in place of the real model_index.json; null: the repository has none. */
+  modelIndex: Buffer | null | undefined;
 }
 
 const faults: Faults = {
@@ -59,6 +59,7 @@ const faults: Faults = {
   listedSize: new Map(),
   chunked: new Set(),
   missing: new Set(),
+  modelIndex: undefined,
 };
 const seen: Seen[] = [];
 const bodyBytes = new Map<string, number>();
@@ -70,8 +71,15 @@ function sha(buffer: Buffer): string {
   return createHash('sha256').update(buffer).digest('hex');
 }
 
+/** The repository as served right now (FILES with the model_index.json fault applied). */
+function served(): Record<string, Buffer> {
+  const { 'model_index.json': index, ...rest } = FILES;
+  if (faults.modelIndex === null) return rest;
+  return { 'model_index.json': faults.modelIndex ?? (index as Buffer), ...rest };
+}
+
 function serveFile(req: IncomingMessage, res: ServerResponse, path: string): void {
-  const data = FILES[path] as Buffer;
+  const data = served()[path] as Buffer;
   const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
   const start = range ? Number(range[1]) : 0;
   if (start > data.length || (range && start === data.length)) {
@@ -113,7 +121,7 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
   // The CDN: signed URLs, no token needed.
   const cdn = /^\/cdn\/([0-9a-f]{64})$/.exec(path);
   if (cdn) {
-    const file = Object.keys(FILES).find((f) => sha(FILES[f] as Buffer) === cdn[1]);
+    const file = Object.entries(served()).find(([, data]) => sha(data) === cdn[1])?.[0];
     if (!file) {
       res.writeHead(404).end();
       return;
@@ -139,8 +147,8 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
       return;
     }
     const blobs = url.searchParams.get('blobs') === 'true';
-    const siblings = Object.keys(FILES).map((rfilename) => {
-      const size = faults.listedSize.get(rfilename) ?? (FILES[rfilename] as Buffer).length;
+    const siblings = Object.entries(served()).map(([rfilename, data]) => {
+      const size = faults.listedSize.get(rfilename) ?? data.length;
       // Some sizes are missing: one only comes with ?blobs=true, the redirected one only from a HEAD.
       if (rfilename === 'text_encoder/model.onnx' && !blobs) return { rfilename };
       if (rfilename === REDIRECTED) return { rfilename };
@@ -153,7 +161,7 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
   const resolve = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path);
   if (resolve && resolve[1] === REPO && resolve[2] === 'main') {
     const file = resolve[3] as string;
-    const data = FILES[file];
+    const data = served()[file];
     if (!data || faults.missing.has(file)) {
       res.writeHead(404, { 'x-error-code': 'EntryNotFound' });
       res.end();
@@ -190,6 +198,7 @@ beforeEach(() => {
   faults.listedSize.clear();
   faults.chunked.clear();
   faults.missing.clear();
+  faults.modelIndex = undefined;
   seen.length = 0;
   bodyBytes.clear();
   cut = undefined;
@@ -219,21 +228,9 @@ async function assertDownloaded(dir: string, files: string[]): Promise<void> {
   }
 }
 
+/** The CLI with this test's hub settings only (no HF_TOKEN from the developer's environment). */
 function run(args: string[], env: NodeJS.ProcessEnv) {
-  const child = spawn(process.execPath, ['bin/easel.ts', ...args], {
-    cwd: root,
-    env: { ...process.env, HF_TOKEN: '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk) => {
-    stdout += chunk;
-  });
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  return once(child, 'close').then(([code]) => ({ code: code as number, stdout, stderr }));
+  return runEasel(args, cleanEnv({ HF_TOKEN: '', ...env }));
 }
 
 describe('include globs', () => {
@@ -400,6 +397,32 @@ describe('fetchModel', () => {
       /text_encoder\/model\.onnx: size mismatch/,
     );
     assert.deepEqual(await listFiles(dir), []);
+  });
+
+  test('without --include the pipeline model_index.json names picks the family and its files; an unknown pipeline or no model_index.json is refused', async () => {
+    const dir = await tempDir();
+    faults.modelIndex = Buffer.from('{"_class_name":"KandinskyCombinedPipeline"}\n');
+    await assert.rejects(fetchModel(options(dir)), (error: FetchModelError) => {
+      assert.equal(error.code, 'invalid');
+      assert.equal(error.file, 'model_index.json');
+      assert.match(
+        error.message,
+        /^model_index\.json: names the pipeline "KandinskyCombinedPipeline", which Easel does not load \(supported: OnnxStableDiffusionPipeline, StableDiffusionPipeline\); name the files with --include/,
+      );
+      return true;
+    });
+    faults.modelIndex = null;
+    await assert.rejects(fetchModel(options(dir)), (error: FetchModelError) => {
+      assert.equal(error.code, 'no_files');
+      assert.match(error.message, /has no model_index\.json.*name the files with --include/);
+      return true;
+    });
+    assert.deepEqual(await listFiles(dir), [], 'nothing is written before the files are known');
+    const result = await fetchModel({ ...options(dir), include: ['vae_encoder/*'] });
+    assert.deepEqual(
+      result.files.map((f) => f.path),
+      ['vae_encoder/model.onnx'],
+    );
   });
 
   test('a wrong token is refused with a hint about HF_TOKEN; a missing file is a clear 404', async () => {

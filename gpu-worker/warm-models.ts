@@ -2,9 +2,9 @@
 // jobs: the first run pays for ONNX Runtime's allocations and kernel selection.
 import type { Logger } from 'pino';
 import type { WorkerConfig } from './config.ts';
-import { ensureDemoModel } from './models/demo-model.ts';
+import { ensureDemoTranslator } from './models/demo/marian-model.ts';
+import { ensureDemoModel } from './models/demo/sd-model.ts';
 import { loadTextToImage } from './models/load-model.ts';
-import { ensureDemoTranslator } from './models/marian-demo.ts';
 import type { TextToImage } from './models/text-to-image.ts';
 import { loadTranslator, type Translator } from './models/translator.ts';
 

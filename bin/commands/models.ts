@@ -1,7 +1,7 @@
 // `easel models demo|fetch`: put a model folder on disk.
 
 import { resolve } from 'node:path';
-import { DEFAULT_ENDPOINT, DEFAULT_INCLUDE, type FetchProgress, fetchModel } from '../models-fetch.ts';
+import { DEFAULT_ENDPOINT, type FetchProgress, fetchModel } from '../models-fetch.ts';
 import { createProgressBar, formatBytes, formatDuration } from '../progress.ts';
 import { parseFlags, requireFlag, UsageError } from './cli.ts';
 
@@ -13,8 +13,9 @@ export const modelsUsage = `usage:
 fetch downloads from a Hugging Face-compatible hub: HF_ENDPOINT (default ${DEFAULT_ENDPOINT}),
 HF_TOKEN (sent as a bearer token; needed for private and gated repositories). Files go to
 PATH.incomplete first and are renamed once their size matches; running again resumes a partial
-file and skips complete ones. --include may repeat (\`*\` also matches /); the default is the
-ONNX Stable Diffusion set: ${DEFAULT_INCLUDE.join(' ')}
+file and skips complete ones. --include may repeat (\`*\` also matches /). Without it, fetch reads
+the repository's model_index.json and takes the files its pipeline's family loads (Stable
+Diffusion: model_index.json and the scheduler, tokenizer, text encoder, UNet and VAE decoder).
 `;
 
 export async function modelsCommand(args: string[]): Promise<void> {
@@ -29,14 +30,14 @@ async function demo(args: string[]): Promise<void> {
   if (values.translator !== undefined) {
     if (positionals.length > 0) throw new UsageError('give either DIR or --translator DIR, not both');
     const dir = resolve(requireFlag(values.translator, '--translator'));
-    const { writeDemoTranslator } = await import('../../gpu-worker/models/marian-demo.ts');
+    const { writeDemoTranslator } = await import('../../gpu-worker/models/demo/marian-model.ts');
     await writeDemoTranslator(dir);
     process.stdout.write(`wrote the demo translator to ${dir}\n`);
     return;
   }
   if (positionals.length !== 1) throw new UsageError('expected one DIR');
   const dir = resolve(positionals[0] as string);
-  const { writeDemoModel } = await import('../../gpu-worker/models/demo-model.ts');
+  const { writeDemoModel } = await import('../../gpu-worker/models/demo/sd-model.ts');
   await writeDemoModel(dir);
   process.stdout.write(`wrote the demo model to ${dir}\n`);
 }

@@ -3,8 +3,8 @@ import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { writeDemoModel } from './demo-model.ts';
-import { loadTextToImage } from './load-model.ts';
+import { writeDemoModel } from './demo/sd-model.ts';
+import { FAMILIES, familyFor, loadTextToImage } from './load-model.ts';
 import { ModelLoadError } from './model-errors.ts';
 import { fillGaussian } from './random.ts';
 
@@ -105,4 +105,16 @@ test('the cuda provider either loads or fails with an actionable execution_provi
   }
   assert.equal(model.info.provider, 'cuda');
   await model.release();
+});
+
+test('the registry: each _class_name belongs to one family, and each family fetches its model_index.json', () => {
+  const classNames = FAMILIES.flatMap((family) => family.classNames);
+  assert.equal(new Set(classNames).size, classNames.length);
+  for (const family of FAMILIES) {
+    assert.ok(family.fetchFiles.includes('model_index.json'), family.name);
+    assert.ok(family.layout.length > 0, family.name);
+    for (const className of family.classNames) assert.equal(familyFor(className), family);
+  }
+  assert.equal(familyFor('KandinskyCombinedPipeline'), undefined);
+  assert.equal(familyFor('constructor'), undefined);
 });

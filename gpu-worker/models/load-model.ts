@@ -1,53 +1,52 @@
-// Picks the pipeline family for a model folder from model_index.json `_class_name`. A new family
-// (e.g. Kandinsky 2.1) is one module exporting a loader plus one line in `families`.
+// The registry of pipeline families, picked for a model folder by its model_index.json
+// `_class_name`. A new family (e.g. Kandinsky 2.1) is a folder beside sd/ whose family.ts exports a
+// ModelFamily, plus one line in FAMILIES. Importing this module loads no ONNX Runtime (each family
+// imports its pipeline when it loads), so the CLI reads the families' file lists cheaply.
 
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { ModelLoadError } from './model-errors.ts';
-import { ONNX_LAYOUT, requireFile } from './onnx-session.ts';
-import { loadStableDiffusion } from './sd-pipeline.ts';
-import type { ExecutionProvider, TextToImage } from './text-to-image.ts';
+import { readModelJson, requireFile } from './model-files.ts';
+import { stableDiffusion } from './sd/family.ts';
+import type { LoadOptions, ModelFamily, TextToImage } from './text-to-image.ts';
 
-export interface LoadOptions {
-  provider: ExecutionProvider;
+export type { LoadOptions } from './text-to-image.ts';
+
+export const FAMILIES: readonly ModelFamily[] = [stableDiffusion];
+
+/** Every `_class_name` some family loads. */
+export const SUPPORTED_FAMILIES: readonly string[] = FAMILIES.flatMap((family) => family.classNames);
+
+/** The family that loads model_index.json `_class_name`, if any does. */
+export function familyFor(className: string): ModelFamily | undefined {
+  return FAMILIES.find((family) => family.classNames.includes(className));
 }
 
-type FamilyLoader = (dir: string, options: LoadOptions & { family: string }) => Promise<TextToImage>;
-
-const families: Record<string, FamilyLoader> = {
-  OnnxStableDiffusionPipeline: loadStableDiffusion,
-  StableDiffusionPipeline: loadStableDiffusion,
-};
-
-export const SUPPORTED_FAMILIES = Object.keys(families);
+/** Before the family is known, a folder is expected in any family's layout. */
+function anyLayout(): string {
+  return FAMILIES.map((family) => family.layout).join('; or ');
+}
 
 /** Loads every session of the model in `dir` once; the result stays warm until release(). */
 export async function loadTextToImage(dir: string, options: LoadOptions): Promise<TextToImage> {
   const indexFile = 'model_index.json';
-  await requireFile(dir, indexFile);
-  let index: unknown;
-  try {
-    index = JSON.parse(await readFile(join(dir, indexFile), 'utf8'));
-  } catch (error) {
-    throw new ModelLoadError('model_corrupt', dir, indexFile, 'not valid JSON', { cause: error });
-  }
-  const family = (index as { _class_name?: unknown } | null)?._class_name;
-  if (typeof family !== 'string') {
+  await requireFile(dir, indexFile, anyLayout());
+  const index = await readModelJson(dir, indexFile);
+  const className = (index as { _class_name?: unknown } | null)?._class_name;
+  if (typeof className !== 'string') {
     throw new ModelLoadError(
       'model_invalid',
       dir,
       indexFile,
-      `has no "_class_name" (expected ${ONNX_LAYOUT})`,
+      `has no "_class_name" (expected ${anyLayout()})`,
     );
   }
-  const loader = Object.hasOwn(families, family) ? families[family] : undefined;
-  if (!loader) {
+  const family = familyFor(className);
+  if (!family) {
     throw new ModelLoadError(
       'model_invalid',
       dir,
       indexFile,
-      `unsupported pipeline "${family}" (supported: ${SUPPORTED_FAMILIES.join(', ')})`,
+      `unsupported pipeline "${className}" (supported: ${SUPPORTED_FAMILIES.join(', ')})`,
     );
   }
-  return loader(dir, { ...options, family });
+  return family.load(dir, { ...options, family: className });
 }

@@ -33,3 +33,12 @@ export class GenerationInputError extends Error {
     this.field = field;
   }
 }
+
+/** ONNX Runtime's complaint about a file that is not an ONNX model, as model_corrupt; undefined for any other error. */
+export function corruptOnnxError(dir: string, file: string, error: unknown): ModelLoadError | undefined {
+  const message = error instanceof Error ? error.message : String(error);
+  if (!/protobuf parsing failed|ModelProto does not have a graph/i.test(message)) return undefined;
+  return new ModelLoadError('model_corrupt', dir, file, 'not a valid ONNX model (protobuf parsing failed)', {
+    cause: error,
+  });
+}

@@ -2,16 +2,12 @@
 // the model part nor the fix; these are turned into ModelLoadError with the file relative to the
 // model folder. Loading from the path (not a buffer) keeps external-data weights (weights.pb) working.
 
-import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { InferenceSession } from 'onnxruntime-node';
 import ort from 'onnxruntime-node';
-import { ModelLoadError } from './model-errors.ts';
+import { corruptOnnxError, ModelLoadError } from './model-errors.ts';
+import { requireFile } from './model-files.ts';
 import type { ExecutionProvider } from './text-to-image.ts';
-
-export const ONNX_LAYOUT =
-  'the diffusers/optimum ONNX layout: model_index.json, scheduler/scheduler_config.json, ' +
-  'tokenizer/{vocab.json,merges.txt}, text_encoder/model.onnx, unet/model.onnx, vae_decoder/model.onnx';
 
 let runtimeConfigured = false;
 
@@ -21,21 +17,6 @@ function configureRuntime(): void {
   // the JSON logs; errors still reach us as exceptions.
   ort.env.logLevel = 'fatal';
   runtimeConfigured = true;
-}
-
-/** Throws model_missing_file unless `dir/file` is a regular file. */
-export async function requireFile(dir: string, file: string, layout: string = ONNX_LAYOUT): Promise<void> {
-  try {
-    if ((await stat(join(dir, file))).isFile()) return;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
-  throw new ModelLoadError(
-    'model_missing_file',
-    dir,
-    file,
-    `file does not exist in ${dir} (expected ${layout})`,
-  );
 }
 
 function describeLoadFailure(
@@ -57,29 +38,25 @@ function describeLoadFailure(
       { cause: error },
     );
   }
-  if (/protobuf parsing failed|Protobuf parsing failed|ModelProto does not have a graph/i.test(message)) {
-    return new ModelLoadError(
-      'model_corrupt',
-      dir,
-      file,
-      'not a valid ONNX model (protobuf parsing failed)',
-      {
-        cause: error,
-      },
-    );
-  }
-  return new ModelLoadError('model_invalid', dir, file, `ONNX Runtime could not load it: ${message}`, {
-    cause: error,
-  });
+  return (
+    corruptOnnxError(dir, file, error) ??
+    new ModelLoadError('model_invalid', dir, file, `ONNX Runtime could not load it: ${message}`, {
+      cause: error,
+    })
+  );
 }
 
-/** Opens one session on exactly `provider`; ORT does not fall back to CPU when CUDA is missing, nor do we. */
+/**
+ * Opens one session on exactly `provider`; ORT does not fall back to CPU when CUDA is missing, nor
+ * do we. `layout` (the family's) is what a missing-file error says the folder should hold.
+ */
 export async function openSession(
   dir: string,
   file: string,
   provider: ExecutionProvider,
+  layout: string,
 ): Promise<InferenceSession> {
-  await requireFile(dir, file);
+  await requireFile(dir, file, layout);
   configureRuntime();
   try {
     return await ort.InferenceSession.create(join(dir, file), {
@@ -96,8 +73,9 @@ export async function openSessions(
   dir: string,
   files: readonly string[],
   provider: ExecutionProvider,
+  layout: string,
 ): Promise<InferenceSession[]> {
-  const settled = await Promise.allSettled(files.map((file) => openSession(dir, file, provider)));
+  const settled = await Promise.allSettled(files.map((file) => openSession(dir, file, provider, layout)));
   const failure = settled.find((result) => result.status === 'rejected');
   if (!failure) return settled.map((result) => (result as PromiseFulfilledResult<InferenceSession>).value);
   await Promise.allSettled(

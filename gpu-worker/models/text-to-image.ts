@@ -1,10 +1,12 @@
 // The contract between the worker (and the local CLI) and any diffusion pipeline family.
-// The worker only ever sees this interface; which family runs is chosen from the model's
-// model_index.json `_class_name` by load-model.ts.
+// The worker only ever sees TextToImage; which family runs is chosen from the model's
+// model_index.json `_class_name` by the registry in load-model.ts, where each family (a folder
+// beside sd/) is one ModelFamily.
 
 export type ExecutionProvider = 'cpu' | 'cuda';
 
 // The sampler names are part of the request contract (db/generation-contract.ts).
+import type { GenerationStage } from '../../db/types.ts';
 import type { SchedulerChoice } from '../../shared/generation-contract.ts';
 
 export {
@@ -47,11 +49,15 @@ export interface GeneratedImage {
   height: number;
 }
 
-export interface StageTimings {
-  encodeMs: number;
-  /** The whole denoising loop, UNet runs included. */
-  denoiseMs: number;
-  decodeMs: number;
+/** The stages of db/types.ts' GENERATION_STAGES that the model runs (the worker times the others). */
+export type ModelStage = Extract<GenerationStage, 'encode' | 'denoise' | 'decode'>;
+
+/**
+ * `encodeMs`, `denoiseMs` (the whole denoising loop, UNet runs included) and `decodeMs`: the
+ * worker stores them as the resource's `encode_ms`, `denoise_ms` and `decode_ms`. The rest are
+ * the loop's internals, for the benchmarks.
+ */
+export interface StageTimings extends Record<`${ModelStage}Ms`, number> {
   /** The step loop alone (denoiseMs also counts per-job setup: the schedule and initial noise). */
   loopMs: number;
   /** Time inside the UNet's `run` calls alone (loopMs − unetMs is the loop's own JS overhead). */
@@ -83,4 +89,30 @@ export interface TextToImage {
   generate(request: GenerateRequest): Promise<GenerateResult>;
   /** Releases every ONNX session; the instance is unusable afterwards. */
   release(): Promise<void>;
+}
+
+export interface LoadOptions {
+  provider: ExecutionProvider;
+}
+
+export interface FamilyLoadOptions extends LoadOptions {
+  /** model_index.json `_class_name`, reported in `info.family`. */
+  family?: string;
+}
+
+/** One pipeline family, as the registry in load-model.ts lists it. */
+export interface ModelFamily {
+  /** Short name for messages, e.g. `stable-diffusion`. */
+  readonly name: string;
+  /** The model_index.json `_class_name`s this family loads. */
+  readonly classNames: readonly string[];
+  /** The folder layout in words, named by every load error ("expected …"). */
+  readonly layout: string;
+  /**
+   * The repository files the family loads, as globs over repository paths (`*` also matches `/`,
+   * as in huggingface-cli --include): what `easel models fetch` downloads for it.
+   */
+  readonly fetchFiles: readonly string[];
+  /** Opens every session once; the model stays warm until release(). */
+  load(dir: string, options: FamilyLoadOptions): Promise<TextToImage>;
 }

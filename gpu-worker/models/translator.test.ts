@@ -3,7 +3,7 @@ import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { writeDemoTranslator } from './marian-demo.ts';
+import { writeDemoTranslator } from './demo/marian-model.ts';
 import { MARIAN_FILES } from './marian-layout.ts';
 import { ModelLoadError } from './model-errors.ts';
 import {

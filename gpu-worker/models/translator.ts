@@ -5,12 +5,12 @@
 // disk after load. Offline by construction: remote models are disabled and the folder is passed as
 // an absolute path, so transformers.js never contacts a hub or writes a cache.
 
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { env, LogLevel, pipeline, type TranslationPipeline } from '@huggingface/transformers';
 import { MARIAN_FILES, MARIAN_LAYOUT, REQUIRED_MARIAN_FILES } from './marian-layout.ts';
-import { ModelLoadError } from './model-errors.ts';
-import { requireFile } from './onnx-session.ts';
+import { corruptOnnxError, ModelLoadError } from './model-errors.ts';
+import { readModelJson, requireFile } from './model-files.ts';
 
 export type TranslationMode = 'auto' | 'always' | 'off';
 
@@ -79,12 +79,7 @@ async function checkFolder(dir: string): Promise<void> {
   }
   for (const file of REQUIRED_MARIAN_FILES) await requireFile(dir, file, MARIAN_LAYOUT);
 
-  let config: unknown;
-  try {
-    config = JSON.parse(await readFile(join(dir, MARIAN_FILES.config), 'utf8'));
-  } catch (error) {
-    throw new ModelLoadError('model_corrupt', dir, MARIAN_FILES.config, 'not valid JSON', { cause: error });
-  }
+  const config = await readModelJson(dir, MARIAN_FILES.config);
   const modelType = (config as { model_type?: unknown } | null)?.model_type;
   if (modelType !== 'marian') {
     throw new ModelLoadError(
@@ -109,25 +104,17 @@ function describeLoadFailure(dir: string, error: unknown): ModelLoadError {
   const message = error instanceof Error ? error.message : String(error);
   // ORT names the file it failed on by absolute path; report it relative to the folder.
   const file = REQUIRED_MARIAN_FILES.find((name) => message.includes(join(dir, name))) ?? '';
-  if (/protobuf parsing failed|ModelProto does not have a graph/i.test(message)) {
-    return new ModelLoadError(
-      'model_corrupt',
+  return (
+    corruptOnnxError(dir, file, error) ??
+    new ModelLoadError(
+      'model_invalid',
       dir,
       file,
-      'not a valid ONNX model (protobuf parsing failed)',
+      `transformers.js could not load the translator: ${message}`,
       {
         cause: error,
       },
-    );
-  }
-  return new ModelLoadError(
-    'model_invalid',
-    dir,
-    file,
-    `transformers.js could not load the translator: ${message}`,
-    {
-      cause: error,
-    },
+    )
   );
 }
 

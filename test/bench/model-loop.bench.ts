@@ -8,7 +8,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeDemoModel } from '../../gpu-worker/models/demo-model.ts';
+import { writeDemoModel } from '../../gpu-worker/models/demo/sd-model.ts';
 import { loadTextToImage } from '../../gpu-worker/models/load-model.ts';
 import type { GenerateRequest, TextToImage } from '../../gpu-worker/models/text-to-image.ts';
 import { BENCH_JOB, type BenchRow, machineDescription, round, writeResult } from './bench-common.ts';

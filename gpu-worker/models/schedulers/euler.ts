@@ -13,7 +13,7 @@ import {
   type SchedulerConfig,
   sigmaToTimestep,
   trainingSigmas,
-} from './scheduler-common.ts';
+} from './common.ts';
 
 export { trainingSigmas };
 

@@ -8,7 +8,7 @@ import {
   roundHalfEven,
   type Scheduler,
   type SchedulerConfig,
-} from './scheduler-common.ts';
+} from './common.ts';
 
 export interface DdimScheduler extends Scheduler {
   readonly predictionType: PredictionType;

@@ -3,7 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { SchedulerConfig } from './scheduler-common.ts';
+import { KARRAS_SCHEDULER_CHOICES, SCHEDULER_CHOICES } from '../text-to-image.ts';
+import type { SchedulerConfig } from './common.ts';
 import {
   createScheduler,
   defaultScheduler,
@@ -12,8 +13,7 @@ import {
   schedulerName,
   selectScheduler,
   supportsKarras,
-} from './schedulers.ts';
-import { KARRAS_SCHEDULER_CHOICES, SCHEDULER_CHOICES } from './text-to-image.ts';
+} from './registry.ts';
 
 const SD15: SchedulerConfig = {
   _class_name: 'PNDMScheduler',

@@ -16,8 +16,8 @@ import {
   type SchedulerConfig,
   type SchedulerOptions,
   scratchBuffer,
-} from './scheduler-common.ts';
-import { eulerSigmaSchedule } from './scheduler-euler.ts';
+} from './common.ts';
+import { eulerSigmaSchedule } from './euler.ts';
 
 export interface EulerAncestralScheduler extends Scheduler {
   /** σ for each step plus the final 0: length steps + 1. */

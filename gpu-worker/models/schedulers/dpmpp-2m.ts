@@ -19,7 +19,7 @@ import {
   scratchBuffer,
   sigmaToTimestep,
   trainingSigmas,
-} from './scheduler-common.ts';
+} from './common.ts';
 
 export interface DpmSolverScheduler extends Scheduler {
   /** σ for each step plus a final σ (0 unless final_sigmas_type is sigma_min): length steps + 1. */

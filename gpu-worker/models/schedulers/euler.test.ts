@@ -4,8 +4,11 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseSchedulerConfig, type SchedulerConfig } from './scheduler-common.ts';
-import { eulerScheduler, eulerStep, eulerTimesteps } from './scheduler-euler.ts';
+import { parseSchedulerConfig, type SchedulerConfig } from './common.ts';
+import { eulerScheduler, eulerStep, eulerTimesteps } from './euler.ts';
+import { closeWithin, referenceSigma } from './testing.ts';
+
+const close = closeWithin(1e-9);
 
 const SD15: SchedulerConfig = {
   _class_name: 'EulerDiscreteScheduler',
@@ -17,23 +20,6 @@ const SD15: SchedulerConfig = {
   timestep_spacing: 'leading',
   steps_offset: 1,
 };
-
-/** σ_t = sqrt((1 − ᾱ_t)/ᾱ_t), ᾱ_t = Π_{s≤t} (1 − β_s), β_s = (√β₀ + s/999·(√β₁ − √β₀))², summed in log space. */
-function referenceSigma(t: number): number {
-  const a = Math.sqrt(0.00085);
-  const b = Math.sqrt(0.012);
-  let logAlphaBar = 0;
-  for (let s = 0; s <= t; s++) logAlphaBar += Math.log1p(-((a + (s / 999) * (b - a)) ** 2));
-  const alphaBar = Math.exp(logAlphaBar);
-  return Math.sqrt((1 - alphaBar) / alphaBar);
-}
-
-function close(actual: number, expected: number, relative = 1e-9, message?: string): void {
-  assert.ok(
-    Math.abs(actual - expected) <= relative * Math.abs(expected),
-    message ?? `${actual} is not within ${relative} of ${expected}`,
-  );
-}
 
 test('leading spacing with steps_offset 1: 25 steps are 961, 921, …, 1', () => {
   const { timesteps } = eulerScheduler(SD15, 25);

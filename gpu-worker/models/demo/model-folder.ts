@@ -1,9 +1,14 @@
-// Builds a generated model folder at most once, atomically: it is written into a temporary
-// sibling folder and renamed into place, so a crash or a concurrent worker never leaves (or
+// Writing the generated (demo) model folders: at most once, atomically. A folder is written into a
+// temporary sibling and renamed into place, so a crash or a concurrent worker never leaves (or
 // sees) a half-written model. `marker` is the file written last, whose presence means complete.
 import { randomBytes } from 'node:crypto';
 import { access, mkdir, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+
+/** A config file's text as diffusers and transformers write it (2-space indent, final newline). */
+export function jsonText(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`;
+}
 
 async function exists(path: string): Promise<boolean> {
   try {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import ort from 'onnxruntime-node';
-import { ensureDemoModel, writeDemoModel } from './demo-model.ts';
+import { ensureDemoModel, writeDemoModel } from './sd-model.ts';
 
 let root: string;
 

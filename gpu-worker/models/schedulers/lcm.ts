@@ -15,7 +15,7 @@ import {
   type SchedulerConfig,
   type SchedulerOptions,
   scratchBuffer,
-} from './scheduler-common.ts';
+} from './common.ts';
 
 export interface LcmScheduler extends Scheduler {
   readonly predictionType: PredictionType;

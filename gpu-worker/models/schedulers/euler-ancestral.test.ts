@@ -7,9 +7,12 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { SchedulerConfig } from './scheduler-common.ts';
-import { eulerScheduler } from './scheduler-euler.ts';
-import { ancestralSigmas, eulerAncestralScheduler } from './scheduler-euler-ancestral.ts';
+import type { SchedulerConfig } from './common.ts';
+import { eulerScheduler } from './euler.ts';
+import { ancestralSigmas, eulerAncestralScheduler } from './euler-ancestral.ts';
+import { closeWithin, fixedNoise, referenceSigma } from './testing.ts';
+
+const close = closeWithin(1e-6);
 
 const SD15: SchedulerConfig = {
   _class_name: 'EulerAncestralDiscreteScheduler',
@@ -21,33 +24,6 @@ const SD15: SchedulerConfig = {
   timestep_spacing: 'leading',
   steps_offset: 1,
 };
-
-/** σ_t = sqrt((1 − ᾱ_t)/ᾱ_t), ᾱ_t = Π_{s≤t} (1 − β_s), β_s = (√β₀ + s/999·(√β₁ − √β₀))². */
-function referenceSigma(t: number): number {
-  const a = Math.sqrt(0.00085);
-  const b = Math.sqrt(0.012);
-  let logAlphaBar = 0;
-  for (let s = 0; s <= t; s++) logAlphaBar += Math.log1p(-((a + (s / 999) * (b - a)) ** 2));
-  const alphaBar = Math.exp(logAlphaBar);
-  return Math.sqrt((1 - alphaBar) / alphaBar);
-}
-
-function close(actual: number, expected: number, relative = 1e-6, message?: string): void {
-  assert.ok(
-    Math.abs(actual - expected) <= relative * Math.abs(expected),
-    message ?? `${actual} is not within ${relative} of ${expected}`,
-  );
-}
-
-/** A noise source that hands out the given per-step vectors in turn and counts its calls. */
-function fixedNoise(perStep: number[][]) {
-  const source = (out: Float32Array) => {
-    const values = perStep[source.calls++];
-    for (let i = 0; i < out.length; i++) out[i] = values[i];
-  };
-  source.calls = 0;
-  return source;
-}
 
 test('timesteps, σ and init_noise_sigma are Euler’s; the last σ is 0', () => {
   const schedule = eulerAncestralScheduler(SD15, 4, { noise: fixedNoise([]) });

@@ -1,8 +1,12 @@
+// The demo model: a tiny Stable Diffusion 1.x-shaped model in the diffusers/optimum ONNX layout,
+// with the real input/output signatures and random weights (its images are noise), so the whole
+// service runs and is tested with no download and no GPU. sd/ loads it like any SD export.
+
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { ensureFolder } from './ensure-folder.ts';
-import { createGraph, type ElementType } from './onnx-graph.ts';
-import { fillGaussian } from './random.ts';
+import { dirname, join } from 'node:path';
+import { SD_FILES } from '../sd/layout.ts';
+import { ensureFolder, jsonText as json } from './model-folder.ts';
+import { createGraph, type ElementType, gaussian } from './onnx-graph.ts';
 
 export interface DemoModelOptions {
   /** The UNet's `timestep` input: float32 (this project's default) or int64 (SD 1.5 optimum export). */
@@ -34,16 +38,8 @@ const VAE_SCALE = 8;
 const SCALING_FACTOR = 0.18215;
 
 const DIFFUSERS_VERSION = '0.30.0';
-const TOKENIZER_ASSETS = new URL('./assets/clip-tokenizer/', import.meta.url);
+const TOKENIZER_ASSETS = new URL('../assets/clip-tokenizer/', import.meta.url);
 const TOKENIZER_FILES = ['vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json'];
-
-/** Seeded Gaussian weights × scale; each tensor has its own seed so graphs can change independently. */
-function gaussian(count: number, seed: number, scale: number): Float32Array {
-  const values = new Float32Array(count);
-  fillGaussian(values, seed);
-  for (let i = 0; i < count; i++) values[i] *= scale;
-  return values;
-}
 
 export function textEncoderOnnx(inputIdsType: 'int32' | 'int64' = 'int32'): Uint8Array {
   const g = createGraph('text_encoder');
@@ -186,10 +182,6 @@ export function vaeDecoderOnnx(): Uint8Array {
   return g.encode();
 }
 
-function json(value: unknown): string {
-  return `${JSON.stringify(value, null, 2)}\n`;
-}
-
 function modelIndex(scheduler: string): Record<string, unknown> {
   // Component entries as optimum's ONNX export writes them: [library, class].
   return {
@@ -229,31 +221,34 @@ function schedulerConfig(className: string): Record<string, unknown> {
 /** Writes the demo model into `dir` (created if needed); existing files are overwritten. */
 export async function writeDemoModel(dir: string, options: DemoModelOptions = {}): Promise<void> {
   const scheduler = options.scheduler ?? 'EulerDiscreteScheduler';
-  const parts = ['scheduler', 'tokenizer', 'text_encoder', 'unet', 'vae_decoder'];
-  await Promise.all(parts.map((part) => mkdir(join(dir, part), { recursive: true })));
+  const files = [SD_FILES.scheduler, SD_FILES.textEncoder, SD_FILES.unet, SD_FILES.vaeDecoder];
+  const folders = [SD_FILES.tokenizer, ...files.map((file) => dirname(file))];
+  await Promise.all(folders.map((folder) => mkdir(join(dir, folder), { recursive: true })));
   await Promise.all([
-    writeFile(join(dir, 'scheduler/scheduler_config.json'), json(schedulerConfig(scheduler))),
+    writeFile(join(dir, SD_FILES.scheduler), json(schedulerConfig(scheduler))),
     writeFile(
-      join(dir, 'vae_decoder/config.json'),
+      join(dir, SD_FILES.vaeConfig),
       json({
         _class_name: 'AutoencoderKL',
         scaling_factor: SCALING_FACTOR,
         latent_channels: LATENT_CHANNELS,
       }),
     ),
-    writeFile(join(dir, 'text_encoder/model.onnx'), textEncoderOnnx(options.inputIdsType)),
+    writeFile(join(dir, SD_FILES.textEncoder), textEncoderOnnx(options.inputIdsType)),
     writeFile(
-      join(dir, 'unet/model.onnx'),
+      join(dir, SD_FILES.unet),
       unetOnnx(options.timestepType, options.timestepPerSample, options.unetBlocks, options.unetWidth),
     ),
-    writeFile(join(dir, 'vae_decoder/model.onnx'), vaeDecoderOnnx()),
-    ...TOKENIZER_FILES.map((file) => copyFile(new URL(file, TOKENIZER_ASSETS), join(dir, 'tokenizer', file))),
+    writeFile(join(dir, SD_FILES.vaeDecoder), vaeDecoderOnnx()),
+    ...TOKENIZER_FILES.map((file) =>
+      copyFile(new URL(file, TOKENIZER_ASSETS), join(dir, SD_FILES.tokenizer, file)),
+    ),
   ]);
   // Written last: its presence is what marks the folder as a complete model.
   await writeFile(join(dir, 'model_index.json'), json(modelIndex(scheduler)));
 }
 
-/** Writes the demo model into `dir` unless it is already there (atomically; see ensure-folder.ts). */
+/** Writes the demo model into `dir` unless it is already there (atomically; see model-folder.ts). */
 export function ensureDemoModel(dir: string): Promise<string> {
   return ensureFolder(dir, 'model_index.json', 'demo model', (staging) => writeDemoModel(staging));
 }

@@ -6,13 +6,13 @@
 // knows (training schedule, prediction_type, timestep_spacing, use_karras_sigmas, …) and keeps its
 // own defaults for the rest.
 
-import type { Scheduler, SchedulerConfig, SchedulerOptions } from './scheduler-common.ts';
-import { ddimScheduler } from './scheduler-ddim.ts';
-import { dpmpp2mScheduler } from './scheduler-dpmpp-2m.ts';
-import { eulerScheduler } from './scheduler-euler.ts';
-import { eulerAncestralScheduler } from './scheduler-euler-ancestral.ts';
-import { lcmMaxSteps, lcmScheduler } from './scheduler-lcm.ts';
-import { KARRAS_SCHEDULER_CHOICES, type SchedulerChoice } from './text-to-image.ts';
+import { KARRAS_SCHEDULER_CHOICES, type SchedulerChoice } from '../text-to-image.ts';
+import type { Scheduler, SchedulerConfig, SchedulerOptions } from './common.ts';
+import { ddimScheduler } from './ddim.ts';
+import { dpmpp2mScheduler } from './dpmpp-2m.ts';
+import { eulerScheduler } from './euler.ts';
+import { eulerAncestralScheduler } from './euler-ancestral.ts';
+import { lcmMaxSteps, lcmScheduler } from './lcm.ts';
 
 type SchedulerFactory = (config: SchedulerConfig, steps: number, options: SchedulerOptions) => Scheduler;
 

@@ -1,12 +1,30 @@
 // A minimal ONNX graph builder over onnx-proto, for the tiny models the project builds itself
-// (demo model, tests). It emits IR 8 / opset 17, which ONNX Runtime 1.30 loads.
+// (demo models, tests), and the seeded weights they are filled with. It emits IR 8 / opset 17,
+// which ONNX Runtime 1.30 loads.
 // Traps it encodes: from opset 13 ReduceSum/Unsqueeze/Squeeze take `axes` as an input (use
 // `ints`), Resize takes an empty '' roi input, and weights go in rawData as little-endian float32.
 
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import p from 'onnx-proto';
+import { fillGaussian } from '../random.ts';
 
 const { onnx } = p;
+
+/**
+ * Seeded Gaussian weights × scale. Each tensor has its own seed, so changing one graph (or adding
+ * a tensor) leaves every other tensor, and so every other file, byte-for-byte the same.
+ */
+export function gaussian(count: number, seed: number, scale: number): Float32Array {
+  const values = new Float32Array(count);
+  fillGaussian(values, seed);
+  for (let i = 0; i < count; i++) values[i] *= scale;
+  return values;
+}
+
+/** A constant tensor's values (LayerNorm's unit scale and zero bias, one-hot rows). */
+export function filled(count: number, value: number): Float32Array {
+  return new Float32Array(count).fill(value);
+}
 
 export const OPSET = 17;
 export const IR_VERSION = 8;

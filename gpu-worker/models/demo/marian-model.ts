@@ -1,10 +1,13 @@
+// The demo translator: a tiny Marian (opus-mt-ru-en-shaped) model in the layout transformers.js
+// loads, with random weights (its "translations" are deterministic Latin-script gibberish), so the
+// Russian→English path runs and is tested with no download.
+
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ensureFolder } from './ensure-folder.ts';
-import { MARIAN_FILES } from './marian-layout.ts';
+import { MARIAN_FILES } from '../marian-layout.ts';
 import { demoVocabulary, EOS, PAD, type Piece, UNK, WORD_START } from './marian-vocab.ts';
-import { createGraph, type GraphBuilder } from './onnx-graph.ts';
-import { fillGaussian } from './random.ts';
+import { ensureFolder, jsonText as json } from './model-folder.ts';
+import { createGraph, filled, type GraphBuilder, gaussian } from './onnx-graph.ts';
 
 export const DEMO_MARIAN = Object.freeze({
   dModel: 32,
@@ -22,17 +25,6 @@ const MASKED = -1e9;
 const EOS_LENGTH_PRIOR = 4;
 /** Seed of the token embeddings: both files must hold the same table (Marian shares it). */
 const EMBEDDING_SEED = 7001;
-
-function gaussian(count: number, seed: number, scale: number): Float32Array {
-  const values = new Float32Array(count);
-  fillGaussian(values, seed);
-  for (let i = 0; i < count; i++) values[i] *= scale;
-  return values;
-}
-
-function filled(count: number, value: number): Float32Array {
-  return new Float32Array(count).fill(value);
-}
 
 /** Graph helpers for one file; `seed` advances so each weight gets its own stream. */
 function marianOps(g: GraphBuilder, firstSeed: number, vocabSize: number) {
@@ -343,10 +335,6 @@ function finalLogitsBias(vocab: readonly Piece[]): Float32Array {
   });
 }
 
-function json(value: unknown): string {
-  return `${JSON.stringify(value, null, 2)}\n`;
-}
-
 function ids(vocab: readonly Piece[]) {
   const id = (piece: string) => vocab.findIndex((p) => p.piece === piece);
   return { eos: id(EOS), unk: id(UNK), pad: id(PAD) };
@@ -482,7 +470,7 @@ export async function writeDemoTranslator(dir: string): Promise<void> {
   await writeFile(join(dir, MARIAN_FILES.config), json(marianConfig(vocab)));
 }
 
-/** Writes the demo translator into `dir` unless it is already there (atomically; see ensure-folder.ts). */
+/** Writes the demo translator into `dir` unless it is already there (atomically; see model-folder.ts). */
 export function ensureDemoTranslator(dir: string): Promise<string> {
   return ensureFolder(dir, MARIAN_FILES.config, 'demo translator', (staging) => writeDemoTranslator(staging));
 }

@@ -3,11 +3,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { encodeJpeg } from '../jpeg.ts';
-import { type DemoModelOptions, writeDemoModel } from './demo-model.ts';
-import { loadTextToImage } from './load-model.ts';
-import { GenerationInputError } from './model-errors.ts';
-import { chwToRgb, parsePythonJson } from './sd-pipeline.ts';
+import { encodeJpeg } from '../../jpeg.ts';
+import { type DemoModelOptions, writeDemoModel } from '../demo/sd-model.ts';
+import { loadTextToImage } from '../load-model.ts';
+import { GenerationInputError } from '../model-errors.ts';
 import {
   type GenerateRequest,
   type GenerateResult,
@@ -15,7 +14,7 @@ import {
   SCHEDULER_CHOICES,
   type SchedulerChoice,
   type TextToImage,
-} from './text-to-image.ts';
+} from '../text-to-image.ts';
 
 let root: string;
 let model: TextToImage;
@@ -230,12 +229,6 @@ test('release() frees the sessions and later generations fail', async () => {
   await assert.rejects(variant.generate(request()), /released/);
 });
 
-test('chwToRgb maps [-1, 1] to 0..255 with rounding and clamping, interleaving channels', () => {
-  // 2 pixels: R plane, G plane, B plane.
-  const chw = Float32Array.of(-1, 1, 0, -2, 2, 0.5);
-  assert.deepEqual([...chwToRgb(chw, 2, 1)], [0, 128, 255, 255, 0, 191]);
-});
-
 /** Every sampler a request can name, with Karras σ where it applies. */
 const VARIANTS: { scheduler: SchedulerChoice; karras: boolean; label: string }[] = SCHEDULER_CHOICES.flatMap(
   (scheduler) => [
@@ -374,13 +367,4 @@ test('a DPMSolverMultistepScheduler config as diffusers saves it (-Infinity) is 
   } finally {
     await variant.release();
   }
-});
-
-test('config JSON with Python’s Infinity/NaN tokens parses; strings holding them are untouched', () => {
-  assert.deepEqual(parsePythonJson('{"a": -Infinity, "b": [Infinity, NaN], "c": "NaN -Infinity \\" x"}'), {
-    a: Number.NEGATIVE_INFINITY,
-    b: [Number.POSITIVE_INFINITY, null],
-    c: 'NaN -Infinity " x',
-  });
-  assert.throws(() => parsePythonJson('{"a": }'), SyntaxError);
 });

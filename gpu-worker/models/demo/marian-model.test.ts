@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { AutoTokenizer, env, LogLevel } from '@huggingface/transformers';
 import ort from 'onnxruntime-node';
-import { cacheNames, DEMO_MARIAN, ensureDemoTranslator, writeDemoTranslator } from './marian-demo.ts';
-import { MARIAN_FILES } from './marian-layout.ts';
+import { MARIAN_FILES } from '../marian-layout.ts';
+import { cacheNames, DEMO_MARIAN, ensureDemoTranslator, writeDemoTranslator } from './marian-model.ts';
 
 let root: string;
 let dir: string;

@@ -2,15 +2,17 @@
 // (the OnnxStableDiffusionPipeline layout). Sessions are opened once and reused for every
 // generation; each generate() allocates its tensors once and runs the denoising loop in place.
 
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
 import ort from 'onnxruntime-node';
-import { type ClipTokenizer, loadClipTokenizer } from './clip-tokenizer.ts';
-import { GenerationInputError, ModelLoadError } from './model-errors.ts';
-import { openSessions, requireFile, requireTensor } from './onnx-session.ts';
-import { batchNoise, initialLatents, MAX_SEED } from './random.ts';
-import { parseSchedulerConfig, type SchedulerConfig } from './scheduler-common.ts';
+import { GENERATION_LIMITS } from '../../../shared/generation-contract.ts';
+import { type ClipTokenizer, loadClipTokenizer } from '../clip-tokenizer.ts';
+import { GenerationInputError, ModelLoadError } from '../model-errors.ts';
+import { readModelJson, requireFile } from '../model-files.ts';
+import { openSessions, requireTensor } from '../onnx-session.ts';
+import { batchNoise, initialLatents, MAX_SEED } from '../random.ts';
+import { chwToRgb } from '../rgb.ts';
+import { parseSchedulerConfig, type SchedulerConfig } from '../schedulers/common.ts';
 import {
   createScheduler,
   defaultScheduler,
@@ -19,85 +21,29 @@ import {
   schedulerLabel,
   selectScheduler,
   supportsKarras,
-} from './schedulers.ts';
+} from '../schedulers/registry.ts';
 import {
   type ExecutionProvider,
+  type FamilyLoadOptions,
   type GeneratedImage,
   type GenerateRequest,
   type GenerateResult,
   KARRAS_SCHEDULER_CHOICES,
   SCHEDULER_CHOICES,
   type TextToImage,
-} from './text-to-image.ts';
-
-export interface StableDiffusionOptions {
-  provider: ExecutionProvider;
-  /** model_index.json `_class_name`, reported in `info.family`. */
-  family?: string;
-}
-
-const FILES = {
-  scheduler: 'scheduler/scheduler_config.json',
-  textEncoder: 'text_encoder/model.onnx',
-  unet: 'unet/model.onnx',
-  vaeDecoder: 'vae_decoder/model.onnx',
-  vaeConfig: 'vae_decoder/config.json',
-} as const;
+} from '../text-to-image.ts';
+import { checkLayout, SD_FILES as FILES, SD_LAYOUT } from './layout.ts';
 
 /** SD 1.x's VAE latent scale; SD 2.x uses the same, SDXL differs (and says so in its config). */
 const DEFAULT_SCALING_FACTOR = 0.18215;
 const VAE_FACTOR = 8;
-const MAX_SIDE = 4096;
-
-/**
- * JSON as Python's json module writes it: diffusers saves configs with json.dumps, which emits
- * the bare tokens Infinity, -Infinity and NaN (DPMSolverMultistepScheduler's default
- * lambda_min_clipped is -inf). Outside strings they become ±1e999 (parsed as ±Infinity) and null.
- */
-export function parsePythonJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    let out = '';
-    let inString = false;
-    for (let i = 0; i < text.length; i++) {
-      const c = text[i];
-      if (inString) {
-        out += c;
-        if (c === '\\') out += text[++i] ?? '';
-        else if (c === '"') inString = false;
-      } else if (c === '"') {
-        inString = true;
-        out += c;
-      } else if (text.startsWith('-Infinity', i)) {
-        out += '-1e999';
-        i += 8;
-      } else if (text.startsWith('Infinity', i)) {
-        out += '1e999';
-        i += 7;
-      } else if (text.startsWith('NaN', i)) {
-        out += 'null';
-        i += 2;
-      } else out += c;
-    }
-    if (out === text) throw error;
-    return JSON.parse(out);
-  }
-}
-
-async function readJson(dir: string, file: string): Promise<unknown> {
-  const text = await readFile(join(dir, file), 'utf8');
-  try {
-    return parsePythonJson(text);
-  } catch (error) {
-    throw new ModelLoadError('model_corrupt', dir, file, 'not valid JSON', { cause: error });
-  }
-}
+/** The contract's side limit binds every caller: the API, a job enqueued directly, `easel generate`. */
+const MAX_SIDE = GENERATION_LIMITS.side.max;
 
 async function loadSchedulerConfig(dir: string): Promise<SchedulerConfig> {
-  await requireFile(dir, FILES.scheduler);
+  await requireFile(dir, FILES.scheduler, SD_LAYOUT);
   try {
-    return parseSchedulerConfig(await readJson(dir, FILES.scheduler));
+    return parseSchedulerConfig(await readModelJson(dir, FILES.scheduler));
   } catch (error) {
     if (error instanceof ModelLoadError) throw error;
     throw new ModelLoadError('model_invalid', dir, FILES.scheduler, (error as Error).message, {
@@ -109,7 +55,7 @@ async function loadSchedulerConfig(dir: string): Promise<SchedulerConfig> {
 async function loadScalingFactor(dir: string): Promise<number> {
   let config: unknown;
   try {
-    config = await readJson(dir, FILES.vaeConfig);
+    config = await readModelJson(dir, FILES.vaeConfig);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return DEFAULT_SCALING_FACTOR;
     throw error;
@@ -182,36 +128,22 @@ function validate(request: GenerateRequest, schedulerConfig: SchedulerConfig): S
   return selection;
 }
 
-/** Float CHW in [-1, 1] (the VAE's range) → interleaved 8-bit RGB. */
-export function chwToRgb(chw: Float32Array, width: number, height: number): Uint8Array {
-  const plane = width * height;
-  const rgb = new Uint8Array(plane * 3);
-  for (let c = 0; c < 3; c++) {
-    const offset = c * plane;
-    for (let p = 0; p < plane; p++) {
-      const v = Math.round((chw[offset + p] + 1) * 127.5);
-      rgb[p * 3 + c] = Math.min(Math.max(v, 0), 255);
-    }
-  }
-  return rgb;
-}
-
-export async function loadStableDiffusion(
-  dir: string,
-  options: StableDiffusionOptions,
-): Promise<TextToImage> {
+export async function loadStableDiffusion(dir: string, options: FamilyLoadOptions): Promise<TextToImage> {
   const { provider } = options;
   const family = options.family ?? 'OnnxStableDiffusionPipeline';
 
-  // Every file is checked before any session opens, so a broken folder fails fast and names the file.
-  for (const file of [FILES.scheduler, FILES.textEncoder, FILES.unet, FILES.vaeDecoder])
-    await requireFile(dir, file);
+  await checkLayout(dir);
   const [schedulerConfig, scalingFactor, tokenizer] = await Promise.all([
     loadSchedulerConfig(dir),
     loadScalingFactor(dir),
-    loadClipTokenizer(join(dir, 'tokenizer'), dir),
+    loadClipTokenizer(join(dir, FILES.tokenizer), dir),
   ]);
-  const sessions = await openSessions(dir, [FILES.textEncoder, FILES.unet, FILES.vaeDecoder], provider);
+  const sessions = await openSessions(
+    dir,
+    [FILES.textEncoder, FILES.unet, FILES.vaeDecoder],
+    provider,
+    SD_LAYOUT,
+  );
   try {
     return createPipeline(dir, family, provider, schedulerConfig, scalingFactor, tokenizer, sessions);
   } catch (error) {

@@ -3,8 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { alphasCumprod, type SchedulerConfig } from './scheduler-common.ts';
-import { ddimScheduler } from './scheduler-ddim.ts';
+import { alphasCumprod, type SchedulerConfig } from './common.ts';
+import { ddimScheduler } from './ddim.ts';
 
 const SD15: SchedulerConfig = {
   _class_name: 'DDIMScheduler',

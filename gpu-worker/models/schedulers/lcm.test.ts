@@ -6,8 +6,12 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { SchedulerConfig } from './scheduler-common.ts';
-import { lcmMaxSteps, lcmScalings, lcmScheduler, lcmTimesteps } from './scheduler-lcm.ts';
+import type { SchedulerConfig } from './common.ts';
+import { lcmMaxSteps, lcmScalings, lcmScheduler, lcmTimesteps } from './lcm.ts';
+import { closeWithin, fixedNoise, SD15_ALPHA_BARS } from './testing.ts';
+
+const close = closeWithin(1e-6);
+const referenceAlphaBar = (t: number) => SD15_ALPHA_BARS[t] as number;
 
 const LCM: SchedulerConfig = {
   _class_name: 'LCMScheduler',
@@ -22,31 +26,6 @@ const LCM: SchedulerConfig = {
   steps_offset: 1,
   timestep_spacing: 'leading',
 };
-
-/** ᾱ_t = Π_{s≤t} (1 − β_s), β_s = (√β₀ + s/999·(√β₁ − √β₀))², summed in log space. */
-function referenceAlphaBar(t: number): number {
-  const a = Math.sqrt(0.00085);
-  const b = Math.sqrt(0.012);
-  let log = 0;
-  for (let s = 0; s <= t; s++) log += Math.log1p(-((a + (s / 999) * (b - a)) ** 2));
-  return Math.exp(log);
-}
-
-function close(actual: number, expected: number, relative = 1e-6, message?: string): void {
-  assert.ok(
-    Math.abs(actual - expected) <= relative * Math.abs(expected),
-    message ?? `${actual} is not within ${relative} of ${expected}`,
-  );
-}
-
-function fixedNoise(perStep: number[][]) {
-  const source = (out: Float32Array) => {
-    const values = perStep[source.calls++];
-    for (let i = 0; i < out.length; i++) out[i] = values[i];
-  };
-  source.calls = 0;
-  return source;
-}
 
 test('timesteps are picked from the 50-step distillation schedule 999, 979, …, 19', () => {
   assert.deepEqual([...lcmTimesteps(LCM, 4)], [999, 759, 499, 259]);

@@ -8,8 +8,11 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { SchedulerConfig } from './scheduler-common.ts';
-import { dpmpp2mScheduler, dpmSolverTimesteps } from './scheduler-dpmpp-2m.ts';
+import type { SchedulerConfig } from './common.ts';
+import { dpmpp2mScheduler, dpmSolverTimesteps } from './dpmpp-2m.ts';
+import { closeWithin, referenceSigma, SD15_ALPHA_BARS } from './testing.ts';
+
+const close = closeWithin(1e-6);
 
 const SD15: SchedulerConfig = {
   _class_name: 'DPMSolverMultistepScheduler',
@@ -20,26 +23,8 @@ const SD15: SchedulerConfig = {
   prediction_type: 'epsilon',
 };
 
-/** ᾱ_t = Π_{s≤t} (1 − β_s), β_s = (√β₀ + s/999·(√β₁ − √β₀))², summed in log space. */
-const alphaBars = (() => {
-  const a = Math.sqrt(0.00085);
-  const b = Math.sqrt(0.012);
-  const out: number[] = [];
-  let log = 0;
-  for (let s = 0; s < 1000; s++) {
-    log += Math.log1p(-((a + (s / 999) * (b - a)) ** 2));
-    out.push(Math.exp(log));
-  }
-  return out;
-})();
-const edmSigma = (t: number) => Math.sqrt((1 - alphaBars[t]) / alphaBars[t]);
-
-function close(actual: number, expected: number, relative = 1e-6, message?: string): void {
-  assert.ok(
-    Math.abs(actual - expected) <= relative * Math.abs(expected),
-    message ?? `${actual} is not within ${relative} of ${expected}`,
-  );
-}
+const alphaBars = SD15_ALPHA_BARS;
+const edmSigma = referenceSigma;
 
 interface Point {
   alpha: number;
