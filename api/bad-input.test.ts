@@ -6,10 +6,10 @@ import { createHmac, randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
 import { Registry } from 'prom-client';
-import { closeMetricsServer, metricsServerUrl, startMetricsServer } from '../shared/health-server.ts';
+import { closeHealthServer, healthServerUrl, startHealthServer } from '../shared/health-server.ts';
 import { type Stack, startStack } from '../test/harness/stack.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
-import { ERROR_CATALOGUE, type ErrorCode, toApiError } from './errors.ts';
+import { ERROR_CATALOGUE, type ErrorCode, type ProblemDocument, toApiError } from './errors.ts';
 import { checkedJsonText, MAX_NESTING, scanJson } from './json-body.ts';
 
 let stack: Stack;
@@ -25,25 +25,23 @@ after(async () => {
   await stack?.stop();
 });
 
-interface Problem {
-  code: ErrorCode;
-  status: number;
-  detail: string;
-  errors?: Array<{ field: string; message: string }>;
-}
-
-async function expectProblem(res: Response, status: number, code: ErrorCode, note = ''): Promise<Problem> {
+async function expectProblem(
+  res: Response,
+  status: number,
+  code: ErrorCode,
+  note = '',
+): Promise<ProblemDocument> {
   const text = await res.text();
   assert.equal(res.status, status, `${note}: ${text}`);
   assert.equal(res.headers.get('content-type'), 'application/problem+json', note);
-  const problem = JSON.parse(text) as Problem;
+  const problem = JSON.parse(text) as ProblemDocument;
   assert.equal(problem.code, code, note);
   assert.equal(problem.status, status, note);
   assert.equal(ERROR_CATALOGUE[code].status, status, note);
   return problem;
 }
 
-const fields = (problem: Problem) => problem.errors?.map((e) => e.field);
+const fields = (problem: ProblemDocument) => problem.errors?.map((e) => e.field);
 
 const create = (body: string | Uint8Array, headers: Record<string, string> = {}) =>
   stack.request('/v1/generations', { method: 'POST', body, headers });
@@ -304,9 +302,9 @@ function rawRequest(
 }
 
 test('HTTP the parser refuses is 400 problem+json, on the API and on the metrics listeners', async () => {
-  const metrics = await startMetricsServer({ registry: new Registry(), port: 0, host: '127.0.0.1' });
+  const metrics = await startHealthServer({ registry: new Registry(), port: 0, host: '127.0.0.1' });
   try {
-    for (const url of [stack.baseUrl(), metricsServerUrl(metrics)]) {
+    for (const url of [stack.baseUrl(), healthServerUrl(metrics)]) {
       for (const request of [
         'GET /v1/generations HTTP/1.1\r\nHost: x\r\nX-Bad: a\u0000b\r\n\r\n',
         'GET /v1/generations HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n',
@@ -315,7 +313,7 @@ test('HTTP the parser refuses is 400 problem+json, on the API and on the metrics
         const answer = await rawRequest(url, request);
         assert.equal(answer.status, 400, request);
         assert.match(answer.headers, /content-type: application\/problem\+json/);
-        const problem = JSON.parse(answer.body) as Problem;
+        const problem = JSON.parse(answer.body) as ProblemDocument;
         assert.equal(problem.code, 'bad_request');
         assert.equal(problem.status, 400);
       }
@@ -324,11 +322,11 @@ test('HTTP the parser refuses is 400 problem+json, on the API and on the metrics
         `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(20_000)}\r\n\r\n`,
       );
       assert.equal(big.status, 431);
-      assert.equal((JSON.parse(big.body) as Problem).code, 'headers_too_large');
+      assert.equal((JSON.parse(big.body) as ProblemDocument).code, 'headers_too_large');
       assert.equal((await fetch(`${url}/healthz`)).status, 200);
     }
   } finally {
-    await closeMetricsServer(metrics);
+    await closeHealthServer(metrics);
   }
 });
 

@@ -13,6 +13,7 @@ import {
   markRunning,
   recordProgress,
 } from '../db/generations.repository.ts';
+import type { GenerationResource } from '../shared/generation.schemas.ts';
 import { createStatusListener, type StatusListener } from './status-listener.ts';
 import { call, startTestApi, type TestApi } from './testing.ts';
 
@@ -42,18 +43,10 @@ after(async () => {
   await api?.close();
 });
 
-interface Resource {
-  id: string;
-  status: string;
-  cancel_requested: boolean;
-  progress: { step: number; total: number } | null;
-  eta: string | null;
-}
-
 async function create(): Promise<string> {
   const res = await call(`${url}/v1/generations`, { key: alice.key, json: { prompt: 'to cancel' } });
   assert.equal(res.status, 202);
-  return ((await res.json()) as Resource).id;
+  return ((await res.json()) as GenerationResource).id;
 }
 
 const cancel = (id: string, headers: Record<string, string> = {}) =>
@@ -69,7 +62,7 @@ test('canceling a queued generation notifies status waiters and cancels its job 
   const id = await create();
   const res = await cancel(id);
   assert.equal(res.status, 200);
-  assert.equal(((await res.json()) as Resource).status, 'canceled');
+  assert.equal(((await res.json()) as GenerationResource).status, 'canceled');
   await hear(GENERATION_STATUS_CHANNEL, id);
   const { rows } = await sql<{ state: string }>`select state from pgboss.job where id = ${id}`.execute(
     api.t.db,
@@ -91,7 +84,7 @@ test('canceling a running generation answers 202, tells the workers, and shows i
 
   const res = await cancel(id);
   assert.equal(res.status, 202);
-  const body = (await res.json()) as Resource;
+  const body = (await res.json()) as GenerationResource;
   assert.equal(body.status, 'running');
   assert.equal(body.cancel_requested, true);
   assert.deepEqual(body.progress, { step: 5, total: 25 });
@@ -115,7 +108,7 @@ test('with Prefer: wait, the cancel of a running generation answers 200 once the
   const res = await pending;
   assert.equal(res.status, 200);
   assert.equal(res.headers.get('preference-applied'), 'wait=30');
-  const body = (await res.json()) as Resource;
+  const body = (await res.json()) as GenerationResource;
   assert.equal(body.status, 'canceled');
   assert.equal(body.eta, null);
   assert.equal((await cancel(id)).status, 200, 'canceled already: 200');

@@ -1,9 +1,11 @@
 // The one error catalogue. Every failure the API reports leaves as RFC 9457 problem+json with a
 // stable `code`; vendor errors (pg, S3) are normalised here so clients never see their internals.
+import { z } from '@hono/zod-openapi';
 import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Logger } from 'pino';
+import { UNHANDLED_ERROR } from '../shared/log-events.ts';
 import { ObjectStoreError } from '../shared/object-store.ts';
 import type { AppEnv } from './context.ts';
 
@@ -78,17 +80,30 @@ export function problemType(code: ErrorCode): string {
   return `urn:easel:problem:${code}`;
 }
 
-export interface ProblemDocument {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  code: ErrorCode;
-  instance: string;
-  request_id: string;
-  errors?: FieldError[];
-  [member: string]: unknown;
-}
+/** The problem document every error answer carries (RFC 9457), in openapi.yaml as `Problem`. */
+export const Problem = z
+  .object({
+    type: z.string().openapi({ example: 'urn:easel:problem:validation_failed' }),
+    title: z.string().openapi({ example: 'Request validation failed' }),
+    status: z.int().openapi({ example: 422 }),
+    detail: z.string().openapi({ example: 'The request body has 1 invalid field.' }),
+    code: z.enum(ERROR_CODES as [ErrorCode, ...ErrorCode[]]).openapi({ example: 'validation_failed' }),
+    instance: z.string().openapi({ description: 'The request path.', example: '/v1/generations' }),
+    request_id: z.string().openapi({ example: 'f1c2a3b4-0000-4000-8000-000000000000' }),
+    errors: z
+      .array(
+        z.object({
+          field: z.string().openapi({ example: 'width' }),
+          message: z.string().openapi({ example: 'must be a multiple of 8' }),
+        }),
+      )
+      .optional()
+      .openapi({ description: 'Present on validation errors: one entry per offending field.' }),
+  })
+  .openapi('Problem', { description: 'RFC 9457 problem details.' });
+
+/** A problem document as rendered: the Problem schema, plus any extra members (readiness checks). */
+export type ProblemDocument = z.infer<typeof Problem> & { [member: string]: unknown };
 
 export function problemDocument(error: ApiError, instance: string, requestId: string): ProblemDocument {
   return {
@@ -215,7 +230,7 @@ export function createErrorHandler(logger: Logger, onProblem?: ProblemObserver):
       log.warn({ code: problem.code, detail: problem.detail, err: problem.cause }, 'service unavailable');
     }
     if (!problem) {
-      log.error({ err: error }, 'unhandled error');
+      log.error({ err: error }, UNHANDLED_ERROR);
       problem = apiError('internal_error', 'An unexpected error occurred.');
     }
     onProblem?.(problem.code);

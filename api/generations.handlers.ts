@@ -6,7 +6,6 @@ import type { Db } from '../db/connect.ts';
 import {
   findGenerationForOwner,
   listGenerations,
-  type QueueEstimateInputs,
   queueEstimateInputs,
   queuePosition,
   requestCancel,
@@ -14,6 +13,14 @@ import {
 import { cancelGenerationJob } from '../db/queue.ts';
 import type { Generation, GenerationStatus } from '../db/types.ts';
 import { DEFAULT_WEBHOOK_EVENTS, enqueueWebhookEvent } from '../db/webhooks.repository.ts';
+import { GENERATION_LIMITS } from '../shared/generation-contract.ts';
+import { toResource } from '../shared/generation-resource.ts';
+import {
+  GENERATION_QUEUED,
+  GENERATION_REPLAYED,
+  QUEUED_GENERATION_CANCELED,
+  WAITING_FOR_GENERATION,
+} from '../shared/log-events.ts';
 import type { ObjectStore } from '../shared/object-store.ts';
 import { policyFrom } from '../webhooks/policy.ts';
 import { checkWebhookUrl } from '../webhooks/ssrf.ts';
@@ -22,7 +29,6 @@ import type { ApiConfig } from './config.ts';
 import type { AppEnv } from './context.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
 import { apiError } from './errors.ts';
-import { queuedEta, runningEta } from './eta.ts';
 import { createGenerationIntake } from './generation-intake.ts';
 import type {
   cancelGenerationRoute,
@@ -31,7 +37,6 @@ import type {
   getGenerationRoute,
   listGenerationsRoute,
 } from './generations.routes.ts';
-import type { GenerationResource } from './generations.schemas.ts';
 import { requestHash } from './idempotency.ts';
 import { bindGenerationId } from './middleware.ts';
 import type { StatusListener } from './status-listener.ts';
@@ -58,24 +63,6 @@ export interface GenerationDeps {
   onGenerationCreated?: () => void;
 }
 
-const SEED_LIMIT = 2 ** 32; // seeds are uint32: 0..2^32-1
-
-const iso = (value: Date | null) => (value === null ? null : value.toISOString());
-
-const msBetween = (from: Date | null, to: Date | null) =>
-  from === null || to === null ? undefined : Math.max(0, to.getTime() - from.getTime());
-
-function etaOf(
-  row: Generation,
-  position: number | null,
-  queue: QueueEstimateInputs | undefined,
-  now: number,
-): string | null {
-  if (row.status === 'running') return runningEta(row, now);
-  if (row.status === 'queued' && position !== null && queue) return queuedEta(position, queue, now);
-  return null;
-}
-
 /**
  * The queue estimate's inputs, read only when a queued generation needs them (two index-backed
  * aggregates, cheaper than the queue position count itself).
@@ -85,69 +72,6 @@ function estimateFor(deps: GenerationDeps) {
   const inputs = singleFlight(() => queueEstimateInputs(deps.db));
   return (rows: readonly Pick<Generation, 'status'>[]) =>
     rows.some((row) => row.status === 'queued') ? inputs() : Promise.resolve(undefined);
-}
-
-/** The public resource; output URLs are presigned here, on every read, never stored. */
-export async function toResource(
-  row: Generation,
-  store: ObjectStore,
-  ttlSeconds: number,
-  position: number | null,
-  queue?: QueueEstimateInputs,
-  now = Date.now(),
-): Promise<GenerationResource> {
-  const expiresAt = new Date(Date.now() + ttlSeconds * 1000).toISOString();
-  const outputs = await Promise.all(
-    [...row.outputs]
-      .sort((a, b) => a.index - b.index)
-      .map(async (o) => ({
-        index: o.index,
-        url: await store.presignGet(o.key, ttlSeconds),
-        expires_at: expiresAt,
-        width: o.width,
-        height: o.height,
-        content_type: o.content_type,
-        bytes: o.bytes,
-        sha256: o.sha256,
-      })),
-  );
-  return {
-    id: row.id,
-    object: 'generation',
-    status: row.status,
-    prompt: row.prompt,
-    negative_prompt: row.negative_prompt,
-    prompt_en: row.prompt_en,
-    negative_prompt_en: row.negative_prompt_en,
-    width: row.width,
-    height: row.height,
-    steps: row.steps,
-    guidance_scale: row.guidance_scale,
-    seed: row.seed,
-    num_images: row.num_images,
-    scheduler: row.scheduler,
-    requested_scheduler: row.requested_scheduler as GenerationResource['requested_scheduler'],
-    karras: row.requested_karras,
-    queue_position: row.status === 'queued' ? position : null,
-    progress:
-      row.status === 'queued' || row.progress_step === null || row.progress_total === null
-        ? null
-        : { step: row.progress_step, total: row.progress_total },
-    eta: etaOf(row, row.status === 'queued' ? position : null, queue, now),
-    cancel_requested: row.cancel_requested_at !== null,
-    outputs,
-    error: row.error_code === null ? null : { code: row.error_code, message: row.error_message ?? '' },
-    attempts: row.attempts,
-    prompt_truncated: row.prompt_truncated,
-    timings: {
-      ...row.timings,
-      queued_ms: msBetween(row.created_at, row.started_at),
-      run_ms: msBetween(row.started_at, row.finished_at),
-    },
-    created_at: row.created_at.toISOString(),
-    started_at: iso(row.started_at),
-    finished_at: iso(row.finished_at),
-  };
 }
 
 export function createGenerationHandler(
@@ -187,7 +111,7 @@ export function createGenerationHandler(
     const listener = deps.statusListener;
     const waitSeconds = listener ? preferredWaitSeconds(headers.Prefer) : undefined;
     const id = randomUUID();
-    const seed = input.seed ?? randomInt(0, SEED_LIMIT);
+    const seed = input.seed ?? randomInt(GENERATION_LIMITS.seed.min, GENERATION_LIMITS.seed.max + 1);
     // Subscribed before the commit, so a generation that finishes at once cannot slip past.
     let subscription = waitSeconds ? listener?.subscribe(id) : undefined;
     const newRow = {
@@ -245,16 +169,16 @@ export function createGenerationHandler(
         row = found;
         c.header('Idempotent-Replayed', 'true');
         bindGenerationId(c, row.id);
-        c.get('logger').info('generation replayed for its idempotency key');
+        c.get('logger').info(GENERATION_REPLAYED);
       } else {
         ({ row, position } = created);
         deps.onGenerationCreated?.();
         bindGenerationId(c, id);
-        c.get('logger').info('generation queued');
+        c.get('logger').info(GENERATION_QUEUED);
       }
 
       if (subscription && waitSeconds && !isTerminal(row)) {
-        c.get('logger').info({ wait_s: waitSeconds }, 'waiting for generation');
+        c.get('logger').info({ wait_s: waitSeconds }, WAITING_FOR_GENERATION);
         row =
           (await waitForTerminal({
             db: deps.db,
@@ -333,7 +257,7 @@ export function cancelGenerationHandler(
       }
       const logger = c.get('logger');
       let { row } = outcome;
-      if (outcome.kind === 'canceled') logger.info('queued generation canceled');
+      if (outcome.kind === 'canceled') logger.info(QUEUED_GENERATION_CANCELED);
       if (outcome.kind === 'requested') {
         logger.info('cancel requested for running generation');
         if (subscription && waitSeconds) {

@@ -1,4 +1,5 @@
 import { createRoute } from '@hono/zod-openapi';
+import { EXAMPLE_GENERATION_ID, type GenerationResource } from '../shared/generation.schemas.ts';
 import {
   IN_FLIGHT_RETRY_AFTER_SECONDS,
   QUEUE_FULL_RETRY_AFTER_SECONDS,
@@ -13,7 +14,6 @@ import {
   GenerationIdParams,
   GenerationImageParams,
   GenerationList,
-  type GenerationResource,
   ListGenerationsQuery,
 } from './generations.schemas.ts';
 import { requireJson } from './middleware.ts';
@@ -28,7 +28,7 @@ import {
 
 const security = [{ bearerAuth: [] }];
 const COLLECTION = '/v1/generations';
-const ITEM = '/v1/generations/0b6f8f2e-5c1e-4d3a-9a57-3f1f2d8c9e10';
+const ITEM = `/v1/generations/${EXAMPLE_GENERATION_ID}`;
 
 const unauthorized = unauthorizedResponse;
 const internal = internalErrorResponse;
@@ -303,8 +303,7 @@ export const getGenerationImageRoute = createRoute({
           schema: {
             type: 'string',
             format: 'uri',
-            example:
-              'https://s3.example.com/easel/generations/0b6f8f2e-5c1e-4d3a-9a57-3f1f2d8c9e10/0.jpg?X-Amz-Signature=...',
+            example: `https://s3.example.com/easel/generations/${EXAMPLE_GENERATION_ID}/0.jpg?X-Amz-Signature=...`,
           },
         },
         'Cache-Control': {

@@ -1,20 +1,34 @@
-// One zod schema per shape: these drive request validation, handler types and openapi.yaml.
+// One zod schema per shape: these drive request validation, handler types and openapi.yaml. The
+// limits and sampler names come from the generation contract, the resource's shape from
+// shared/generation.schemas.ts (the webhook sender serves it too); the Problem schema is beside the
+// error catalogue (errors.ts).
 import { z } from '@hono/zod-openapi';
 import { GENERATION_STATUSES, WEBHOOK_EVENT_TYPES } from '../db/types.ts';
-import { KARRAS_SCHEDULER_CHOICES, SCHEDULER_CHOICES } from '../shared/generation-contract.ts';
-import { ERROR_CODES } from './errors.ts';
+import {
+  EXAMPLE_GENERATION_ID,
+  type GenerationResource,
+  GenerationResourceSchema,
+} from '../shared/generation.schemas.ts';
+import {
+  GENERATION_LIMITS,
+  KARRAS_SCHEDULER_CHOICES,
+  SCHEDULER_CHOICES,
+} from '../shared/generation-contract.ts';
 import { integerParam } from './integer-param.ts';
 
-const EXAMPLE_ID = '0b6f8f2e-5c1e-4d3a-9a57-3f1f2d8c9e10';
+const { side, steps, guidanceScale, numImages, seed, promptMaxLength } = GENERATION_LIMITS;
 
 const dimension = (name: string) =>
   z
     .int()
-    .min(64)
-    .max(2048)
-    .multipleOf(8)
-    .default(512)
-    .openapi({ description: `Image ${name} in pixels: a multiple of 8 in 64..2048.`, example: 512 });
+    .min(side.min)
+    .max(side.max)
+    .multipleOf(side.multipleOf)
+    .default(side.default)
+    .openapi({
+      description: `Image ${name} in pixels: a multiple of ${side.multipleOf} in ${side.min}..${side.max}.`,
+      example: 512,
+    });
 
 export const CreateGenerationRequest = z
   .strictObject({
@@ -22,27 +36,37 @@ export const CreateGenerationRequest = z
       .string()
       .trim()
       .min(1)
-      .max(2000)
+      .max(promptMaxLength)
       .openapi({ description: 'What to draw. Leading and trailing whitespace is removed.' }),
     negative_prompt: z
       .string()
-      .max(2000)
+      .max(promptMaxLength)
       .default('')
       .openapi({ description: 'What to steer away from.', example: 'blurry, low quality' }),
     width: dimension('width'),
     height: dimension('height'),
-    steps: z.int().min(1).max(150).default(25).openapi({ description: 'Denoising steps.', example: 25 }),
+    steps: z
+      .int()
+      .min(steps.min)
+      .max(steps.max)
+      .default(steps.default)
+      .openapi({ description: 'Denoising steps.', example: 25 }),
     guidance_scale: z
       .number()
-      .min(0)
-      .max(30)
-      .default(7.5)
+      .min(guidanceScale.min)
+      .max(guidanceScale.max)
+      .default(guidanceScale.default)
       .openapi({ description: 'Classifier-free guidance strength.', example: 7.5 }),
-    seed: z.int().min(0).max(4_294_967_295).optional().openapi({
+    seed: z.int().min(seed.min).max(seed.max).optional().openapi({
       description: 'Random seed for reproducible results; chosen by the server when absent.',
       example: 42,
     }),
-    num_images: z.int().min(1).max(4).default(1).openapi({ description: 'Images to generate.', example: 1 }),
+    num_images: z
+      .int()
+      .min(numImages.min)
+      .max(numImages.max)
+      .default(numImages.default)
+      .openapi({ description: 'Images to generate.', example: 1 }),
     scheduler: z.enum(SCHEDULER_CHOICES).optional().openapi({
       description:
         "Sampler: euler, euler_a (Euler ancestral), ddim, lcm or dpmpp_2m (DPM++ 2M). Absent: the model's own scheduler configuration decides.",
@@ -110,75 +134,19 @@ export type CreateGenerationInput = z.output<typeof CreateGenerationRequest>;
 export const GenerationIdParams = z.object({
   id: z.uuid().openapi({
     param: { name: 'id', in: 'path', description: 'The generation id.' },
-    example: EXAMPLE_ID,
+    example: EXAMPLE_GENERATION_ID,
   }),
 });
 
-const isoTime = z.iso.datetime().openapi({ example: '2026-11-28T10:15:30.123Z' });
-
-export const GenerationOutput = z
-  .object({
-    index: z.int().min(0).openapi({ example: 0 }),
-    url: z.url().openapi({
-      description: 'Presigned GET URL, minted on every read; fetch it before expires_at.',
-      example: `https://s3.example.com/easel/generations/${EXAMPLE_ID}/0.jpg?X-Amz-Signature=...`,
-    }),
-    expires_at: isoTime.openapi({ description: 'When url stops working.' }),
-    width: z.int().openapi({ example: 512 }),
-    height: z.int().openapi({ example: 512 }),
-    content_type: z.string().openapi({ example: 'image/jpeg' }),
-    bytes: z.int().min(0).openapi({ example: 48213 }),
-    sha256: z
-      .string()
-      .openapi({ example: '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08' }),
-  })
-  .openapi('GenerationOutput');
-
-export const GenerationError = z
-  .object({
-    code: z.string().openapi({ example: 'invalid_input' }),
-    message: z.string().openapi({ example: 'the prompt could not be encoded' }),
-  })
-  .openapi('GenerationError');
-
-export const StageTimings = z
-  .object({
-    translate_ms: z.number().optional(),
-    encode_ms: z.number().optional(),
-    denoise_ms: z.number().optional(),
-    decode_ms: z.number().optional(),
-    jpeg_ms: z.number().optional(),
-    upload_ms: z.number().optional(),
-    queued_ms: z.number().optional().openapi({
-      description: 'From creation to the start of the last attempt; present once it has started.',
-    }),
-    run_ms: z.number().optional().openapi({
-      description: 'From the start of the last attempt to the end; present once it has ended.',
-    }),
-  })
-  .openapi('StageTimings', {
-    description:
-      'Milliseconds: per pipeline stage of the successful attempt, plus `queued_ms` and `run_ms` when known.',
-  });
-
-export const GenerationProgress = z
-  .object({
-    step: z.int().min(0).openapi({ description: 'Denoising steps done.', example: 12 }),
-    total: z.int().min(1).openapi({ description: 'Denoising steps in all.', example: 25 }),
-  })
-  .openapi('GenerationProgress', {
-    description:
-      'Denoising progress of the running attempt, persisted by the worker at most four times a second; after the end, the last step reached.',
-  });
-
 /**
- * The one example generation (queued). The routes' examples are variations of it, typed as the
- * resource there so that a field added to the schema must be added here too.
+ * The one example generation (queued): the component's example. The routes' examples are
+ * variations of it (spread), and it satisfies the resource type, so a field added to the schema
+ * must be added here too.
  */
 export const EXAMPLE_GENERATION = {
-  id: EXAMPLE_ID,
-  object: 'generation' as const,
-  status: 'queued' as const,
+  id: EXAMPLE_GENERATION_ID,
+  object: 'generation',
+  status: 'queued',
   prompt: 'a lighthouse on a cliff at dawn, oil painting',
   negative_prompt: 'blurry',
   prompt_en: null,
@@ -204,99 +172,9 @@ export const EXAMPLE_GENERATION = {
   created_at: '2026-11-28T10:15:30.123Z',
   started_at: null,
   finished_at: null,
-};
+} satisfies GenerationResource;
 
-export const Generation = z
-  .object({
-    id: z.uuid().openapi({ example: EXAMPLE_ID }),
-    object: z.literal('generation'),
-    status: z.enum(GENERATION_STATUSES).openapi({ example: 'queued' }),
-    prompt: z.string(),
-    negative_prompt: z.string(),
-    prompt_en: z.string().nullable().openapi({
-      description:
-        'The prompt the text encoder received: the English translation of a Russian prompt, else the prompt itself. Null until the worker has taken the generation.',
-    }),
-    negative_prompt_en: z
-      .string()
-      .nullable()
-      .openapi({ description: 'The negative prompt as the text encoder received it; null until known.' }),
-    width: z.int(),
-    height: z.int(),
-    steps: z.int(),
-    guidance_scale: z.number(),
-    seed: z.int().openapi({ description: 'The seed used (the request value or the one the server chose).' }),
-    num_images: z.int(),
-    scheduler: z.string().nullable().openapi({
-      description: 'Sampler that ran, e.g. dpmpp_2m_karras; null until the worker has run it.',
-    }),
-    requested_scheduler: z
-      .enum(SCHEDULER_CHOICES)
-      .nullable()
-      .openapi({ description: "The sampler the request named; null: the model's default." }),
-    karras: z
-      .boolean()
-      .nullable()
-      .openapi({ description: 'Karras spacing as requested; null: the model default.' }),
-    queue_position: z.int().min(0).nullable().openapi({
-      description: 'Queued generations ahead of this one (0 = next); null unless status is queued.',
-      example: 0,
-    }),
-    progress: z.union([GenerationProgress, z.null()]).openapi({
-      description: 'Null until the worker has finished a denoising step, and while queued.',
-    }),
-    eta: isoTime.nullable().openapi({
-      description:
-        'An estimate of when the generation will finish; null when finished or when there is nothing to ' +
-        "estimate from. Running: now + the remaining steps × the attempt's moving-average step time " +
-        '(decoding and upload add a little). Queued: now + (queue_position + 1) × the mean run time of ' +
-        'the last 20 succeeded generations ÷ the workers active in the last 5 minutes (at least 1).',
-      example: '2026-11-28T10:15:39.000Z',
-    }),
-    cancel_requested: z.boolean().openapi({
-      description:
-        'True once a cancel was requested. A running generation stays `running` until the worker stops it ' +
-        'at its next denoising step, then becomes `canceled`; one whose images were already stored ends `succeeded`.',
-      example: false,
-    }),
-    outputs: z.array(GenerationOutput),
-    // A union rather than .nullable(): the latter would mark the shared component itself nullable.
-    error: z
-      .union([GenerationError, z.null()])
-      .openapi({ description: 'Why the last attempt failed; null unless status is failed.' }),
-    attempts: z.int().min(0),
-    prompt_truncated: z
-      .boolean()
-      .openapi({ description: "True when the prompt exceeded the encoder's tokens." }),
-    timings: StageTimings,
-    created_at: isoTime,
-    started_at: isoTime.nullable(),
-    finished_at: isoTime.nullable(),
-  })
-  .openapi('Generation', { example: EXAMPLE_GENERATION });
-
-export type GenerationResource = z.infer<typeof Generation>;
-
-export const Problem = z
-  .object({
-    type: z.string().openapi({ example: 'urn:easel:problem:validation_failed' }),
-    title: z.string().openapi({ example: 'Request validation failed' }),
-    status: z.int().openapi({ example: 422 }),
-    detail: z.string().openapi({ example: 'The request body has 1 invalid field.' }),
-    code: z.enum(ERROR_CODES as [string, ...string[]]).openapi({ example: 'validation_failed' }),
-    instance: z.string().openapi({ description: 'The request path.', example: '/v1/generations' }),
-    request_id: z.string().openapi({ example: 'f1c2a3b4-0000-4000-8000-000000000000' }),
-    errors: z
-      .array(
-        z.object({
-          field: z.string().openapi({ example: 'width' }),
-          message: z.string().openapi({ example: 'must be a multiple of 8' }),
-        }),
-      )
-      .optional()
-      .openapi({ description: 'Present on validation errors: one entry per offending field.' }),
-  })
-  .openapi('Problem', { description: 'RFC 9457 problem details.' });
+export const Generation = GenerationResourceSchema.openapi('Generation', { example: EXAMPLE_GENERATION });
 
 const preferWait = (description: string) =>
   z

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { sql } from 'kysely';
+import { REQUEST } from '../shared/log-events.ts';
 import { outputKey } from '../shared/object-store.ts';
 import { call, startTestApi, type TestApi } from './testing.ts';
 
@@ -321,7 +322,7 @@ test('every request gets an X-Request-Id (echoed when given) and one JSON access
   assert.equal(res.headers.get('x-request-id'), 'trace-abc-123');
   const problem = (await res.json()) as Record<string, unknown>;
   assert.equal(problem.request_id, 'trace-abc-123');
-  const access = api.logs.filter((l) => l.msg === 'request' && l.request_id === 'trace-abc-123');
+  const access = api.logs.filter((l) => l.msg === REQUEST && l.request_id === 'trace-abc-123');
   assert.equal(access.length, 1);
   assert.equal(access[0]?.status, 404);
   assert.equal(access[0]?.method, 'GET');

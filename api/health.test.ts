@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 import { createDb } from '../db/connect.ts';
+import { UNHANDLED_ERROR } from '../shared/log-events.ts';
 import type { ObjectStore } from '../shared/object-store.ts';
 import { renderOpenApiYaml } from './openapi-export.ts';
 import { call, startTestApi, type TestApi } from './testing.ts';
@@ -186,7 +187,7 @@ test('an unexpected error is a bare 500 internal_error; the stack goes to the lo
     instance: `/v1/generations/${id}`,
     request_id: 'boom-1',
   });
-  const logged = api.logs.find((l) => l.msg === 'unhandled error' && l.request_id === 'boom-1');
+  const logged = api.logs.find((l) => l.msg === UNHANDLED_ERROR && l.request_id === 'boom-1');
   assert.ok(logged, 'the error is logged with the request id');
   assert.match(String((logged.err as { stack?: string }).stack), /secret internal detail/);
 });

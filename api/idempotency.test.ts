@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { sql } from 'kysely';
+import type { ProblemDocument } from './errors.ts';
 import { requestHash } from './idempotency.ts';
 import { call, startTestApi, type TestApi } from './testing.ts';
 
@@ -16,12 +17,6 @@ before(async () => {
 after(async () => {
   await api?.close();
 });
-
-interface Problem {
-  code: string;
-  status: number;
-  errors?: Array<{ field: string; message: string }>;
-}
 
 async function post(key: string, json: unknown, idempotencyKey?: string) {
   const res = await call(`${api.url}/v1/generations`, {
@@ -111,7 +106,7 @@ test('the same key with a different body is 422 idempotency_key_reused and creat
     const { res, body } = await post(alice.key, json, 'retry-key-conflict');
     assert.equal(res.status, 422);
     assert.equal(res.headers.get('content-type'), 'application/problem+json');
-    const problem = body as unknown as Problem;
+    const problem = body as unknown as ProblemDocument;
     assert.equal(problem.code, 'idempotency_key_reused');
     assert.equal(problem.status, 422);
     assert.deepEqual(
@@ -166,7 +161,7 @@ test('a key older than 24 hours may be reused: it creates a new generation', asy
 test('a request refused before it was stored (here: invalid) leaves its key unused', async () => {
   const bad = await post(alice.key, { prompt: 'x', width: 100 }, 'retry-key-after-error');
   assert.equal(bad.res.status, 422);
-  assert.equal((bad.body as unknown as Problem).code, 'validation_failed');
+  assert.equal((bad.body as unknown as ProblemDocument).code, 'validation_failed');
   const good = await post(alice.key, { prompt: 'fixed body' }, 'retry-key-after-error');
   assert.equal(good.res.status, 202);
 });
@@ -175,7 +170,7 @@ test('Idempotency-Key must be 1..255 characters', async () => {
   for (const value of ['', 'k'.repeat(256)]) {
     const { res, body } = await post(alice.key, { prompt: 'bad key' }, value);
     assert.equal(res.status, 422, `length ${value.length}`);
-    const problem = body as unknown as Problem;
+    const problem = body as unknown as ProblemDocument;
     assert.equal(problem.code, 'validation_failed');
     assert.deepEqual(
       problem.errors?.map((e) => e.field),

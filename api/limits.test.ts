@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import type { ProblemDocument } from './errors.ts';
 import { call, startTestApi, type TestApi } from './testing.ts';
 
 let api: TestApi;
@@ -10,13 +11,6 @@ before(async () => {
 after(async () => {
   await api?.close();
 });
-
-interface Problem {
-  type: string;
-  code: string;
-  status: number;
-  detail: string;
-}
 
 function create(url: string, key: string, prompt: string) {
   return call(`${url}/v1/generations`, { key, json: { prompt } });
@@ -35,7 +29,7 @@ async function expectProblem(res: Response, status: number, code: string, retryA
   assert.equal(res.status, status);
   assert.equal(res.headers.get('content-type'), 'application/problem+json');
   assert.equal(res.headers.get('retry-after'), retryAfter);
-  const problem = (await res.json()) as Problem;
+  const problem = (await res.json()) as ProblemDocument;
   assert.equal(problem.code, code);
   assert.equal(problem.status, status);
   assert.equal(problem.type, `urn:easel:problem:${code}`);

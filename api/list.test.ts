@@ -4,6 +4,8 @@ import { after, before, test } from 'node:test';
 import { sql } from 'kysely';
 import { insertGeneration } from '../db/generations.repository.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
+import type { ProblemDocument } from './errors.ts';
+import type { GenerationListResource } from './generations.schemas.ts';
 import { call, startTestApi, type TestApi } from './testing.ts';
 
 let api: TestApi;
@@ -19,21 +21,9 @@ after(async () => {
   await api?.close();
 });
 
-interface Page {
-  object: string;
-  data: Array<{ id: string; status: string; created_at: string; queue_position: number | null }>;
-  next_cursor: string | null;
-  has_more: boolean;
-}
-
-interface Problem {
-  code: string;
-  errors?: Array<{ field: string; message: string }>;
-}
-
 async function list(key: string, query: Record<string, string> = {}) {
   const res = await call(`${api.url}/v1/generations?${new URLSearchParams(query)}`, { key });
-  return { res, body: (await res.json()) as Page & Problem };
+  return { res, body: (await res.json()) as GenerationListResource & ProblemDocument };
 }
 
 async function createVia(key: string, prompt: string) {
@@ -111,7 +101,7 @@ test('paging with limit 7 while rows are inserted between pages returns the orig
   let cursor: string | null = null;
   let inserted = 0;
   do {
-    const { res, body }: { res: Response; body: Page } = await list(alice.key, {
+    const { res, body }: { res: Response; body: GenerationListResource } = await list(alice.key, {
       limit: '7',
       ...(cursor ? { cursor } : {}),
     });

@@ -3,6 +3,12 @@
 // the access line included, so either id finds all of a request's or a generation's lines.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import {
+  GENERATION_QUEUED,
+  GENERATION_REPLAYED,
+  QUEUED_GENERATION_CANCELED,
+  REQUEST,
+} from '../shared/log-events.ts';
 import { call, type LogLine, startTestApi, type TestApi } from './testing.ts';
 
 let api: TestApi;
@@ -28,8 +34,8 @@ test('create, replay and cancel: every line of the request has request_id and ge
   assert.equal(created.status, 202);
   const { id } = (await created.json()) as { id: string };
   const createLines = linesOf('log-create');
-  assert.ok(byMsg(createLines, 'generation queued'), 'the create is logged');
-  assert.ok(byMsg(createLines, 'request'), 'and its access line');
+  assert.ok(byMsg(createLines, GENERATION_QUEUED), 'the create is logged');
+  assert.ok(byMsg(createLines, REQUEST), 'and its access line');
   for (const line of createLines) {
     assert.equal(line.generation_id, id, `${line.msg} has generation_id`);
     assert.equal(line.api_key_id, alice.id, `${line.msg} has api_key_id`);
@@ -42,7 +48,7 @@ test('create, replay and cancel: every line of the request has request_id and ge
   });
   assert.equal(replayed.headers.get('idempotent-replayed'), 'true');
   const replayLines = linesOf('log-replay');
-  assert.ok(byMsg(replayLines, 'generation replayed for its idempotency key'));
+  assert.ok(byMsg(replayLines, GENERATION_REPLAYED));
   for (const line of replayLines) assert.equal(line.generation_id, id, `${line.msg} names the original`);
 
   const canceled = await call(`${api.url}/v1/generations/${id}/cancel`, {
@@ -52,7 +58,7 @@ test('create, replay and cancel: every line of the request has request_id and ge
   });
   assert.equal(canceled.status, 200);
   const cancelLines = linesOf('log-cancel');
-  assert.ok(byMsg(cancelLines, 'queued generation canceled'));
+  assert.ok(byMsg(cancelLines, QUEUED_GENERATION_CANCELED));
   for (const line of cancelLines) assert.equal(line.generation_id, id, `${line.msg} has generation_id`);
 
   // A cancel refused as finished still names the generation in its access line.
@@ -62,14 +68,14 @@ test('create, replay and cancel: every line of the request has request_id and ge
     headers: { 'X-Request-Id': 'log-cancel-again' },
   });
   assert.equal(again.status, 200);
-  assert.equal(byMsg(linesOf('log-cancel-again'), 'request')?.generation_id, id);
+  assert.equal(byMsg(linesOf('log-cancel-again'), REQUEST)?.generation_id, id);
 
   const read = await call(`${api.url}/v1/generations/${id}`, {
     key: alice.key,
     headers: { 'X-Request-Id': 'log-read' },
   });
   assert.equal(read.status, 200);
-  assert.equal(byMsg(linesOf('log-read'), 'request')?.generation_id, id);
+  assert.equal(byMsg(linesOf('log-read'), REQUEST)?.generation_id, id);
 });
 
 test('every line the app logged so far belongs to a request', async () => {

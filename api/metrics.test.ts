@@ -12,6 +12,7 @@ import { createDb } from '../db/connect.ts';
 import { GENERATION_QUEUE } from '../db/queue.ts';
 import { heartbeatWorker, markWorkerStopped, registerWorker } from '../db/workers.repository.ts';
 import { ConfigError } from '../shared/env.ts';
+import { METRICS_QUERY_FAILED } from '../shared/log-events.ts';
 import { loadApiConfig } from './config.ts';
 import { METRICS_QUERY_TIMEOUT_MS } from './metrics.ts';
 import { call, startTestApi, type TestApi } from './testing.ts';
@@ -214,7 +215,7 @@ test('a database that does not answer: /metrics still answers promptly, without 
       assert.equal(s.get(`easel_metrics_scrape_errors_total{query="${query}"}`), 1, query);
     }
     assert.ok(s.has('process_cpu_user_seconds_total'), 'the rest of the scrape is there');
-    const warned = api.logs.filter((l) => l.msg === 'metrics query failed');
+    const warned = api.logs.filter((l) => l.msg === METRICS_QUERY_FAILED);
     assert.deepEqual(warned.map((l) => l.query).sort(), ['generations', 'queue_jobs', 'workers']);
     assert.ok(warned.every((l) => typeof l.request_id === 'string'));
   } finally {
@@ -236,7 +237,7 @@ test('a count stuck behind a lock is cancelled by Postgres itself (statement_tim
     assert.ok(s.has('easel_queue_jobs{state="created"}'));
     assert.ok(s.has('easel_workers_live'));
     assert.equal(s.get('easel_metrics_scrape_errors_total{query="generations"}'), 1);
-    const warned = api.logs.slice(before).find((l) => l.msg === 'metrics query failed');
+    const warned = api.logs.slice(before).find((l) => l.msg === METRICS_QUERY_FAILED);
     // 57014 query_canceled: the server stopped waiting too, so no count is left queued behind the lock.
     assert.equal((warned?.err as { code?: string } | undefined)?.code, '57014');
   } finally {

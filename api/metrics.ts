@@ -13,6 +13,7 @@ import { GENERATION_QUEUE, PGBOSS_SCHEMA } from '../db/queue.ts';
 import { GENERATION_STATUSES } from '../db/types.ts';
 import { listWorkers } from '../db/workers.repository.ts';
 import { withDeadline } from '../shared/deadline.ts';
+import { METRICS_QUERY_FAILED } from '../shared/log-events.ts';
 import type { ApiConfig } from './config.ts';
 import type { AppEnv } from './context.ts';
 import { apiError, ERROR_CODES, type ProblemObserver } from './errors.ts';
@@ -142,7 +143,7 @@ export function createApiMetrics(deps: MetricsDeps): ApiMetrics {
     const scrape = new Registry();
     const failed = (query: string, result: PromiseRejectedResult) => {
       scrapeErrors.inc({ query });
-      c.get('logger').warn({ err: result.reason, query }, 'metrics query failed');
+      c.get('logger').warn({ err: result.reason, query }, METRICS_QUERY_FAILED);
     };
     if (generations.status === 'fulfilled') {
       const gauge = new Gauge({

@@ -1,5 +1,6 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
+import { REQUEST } from '../shared/log-events.ts';
 import type { AppEnv } from './context.ts';
 import { apiError } from './errors.ts';
 import { checkedJsonText } from './json-body.ts';
@@ -19,7 +20,7 @@ export function requestLogging(logger: Logger): MiddlewareHandler<AppEnv> {
           status: c.res.status,
           duration_ms: Math.round((performance.now() - started) * 100) / 100,
         },
-        'request',
+        REQUEST,
       );
     }
   };

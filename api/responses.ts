@@ -5,10 +5,10 @@ import {
   apiError,
   type ErrorCode,
   type FieldError,
+  Problem,
   problemDocument,
   RETRY_AFTER_SECONDS,
 } from './errors.ts';
-import { Problem } from './generations.schemas.ts';
 
 const EXAMPLE_REQUEST_ID = 'f1c2a3b4-5d6e-4f70-8a9b-0c1d2e3f4a5b';
 

@@ -6,6 +6,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { markFailed, markRunning, markSucceeded } from '../db/generations.repository.ts';
 import type { Database } from '../db/types.ts';
+import type { GenerationResource } from '../shared/generation.schemas.ts';
 import { createStatusListener, type StatusListener } from './status-listener.ts';
 import { preferredWaitSeconds } from './sync-wait.ts';
 import { call, startTestApi, type TestApi } from './testing.ts';
@@ -37,13 +38,6 @@ after(async () => {
   await probe?.end();
   await api?.close();
 });
-
-interface Resource {
-  id: string;
-  status: string;
-  outputs: unknown[];
-  error: { code: string } | null;
-}
 
 function createWaiting(prefer: string, json: unknown = { prompt: 'wait for me' }, base = url) {
   return call(`${base}/v1/generations`, { key: alice.key, json, headers: { Prefer: prefer } });
@@ -105,7 +99,7 @@ test('a generation completed while the request waits answers 200 with the finish
   assert.equal(res.status, 200);
   assert.equal(res.headers.get('preference-applied'), 'wait=30');
   assert.equal(res.headers.get('location'), `/v1/generations/${id}`);
-  const body = (await res.json()) as Resource;
+  const body = (await res.json()) as GenerationResource;
   assert.equal(body.id, id);
   assert.equal(body.status, 'succeeded');
 });
@@ -118,7 +112,7 @@ test('a failure ends the wait too, and waits over 60 s are clamped to 60', async
   const res = await pending;
   assert.equal(res.status, 200);
   assert.equal(res.headers.get('preference-applied'), 'wait=60');
-  const body = (await res.json()) as Resource;
+  const body = (await res.json()) as GenerationResource;
   assert.equal(body.status, 'failed');
   assert.equal(body.error?.code, 'model_missing');
 });
@@ -126,7 +120,7 @@ test('a failure ends the wait too, and waits over 60 s are clamped to 60', async
 test('with no completion, wait=1 answers 202 when the second has passed', async () => {
   const res = await createWaiting('wait=1');
   assert.equal(res.status, 202);
-  assert.equal(((await res.json()) as Resource).status, 'queued');
+  assert.equal(((await res.json()) as GenerationResource).status, 'queued');
 });
 
 test('an idempotent replay of a finished generation with Prefer: wait answers 200 at once', async () => {
@@ -134,7 +128,7 @@ test('an idempotent replay of a finished generation with Prefer: wait answers 20
   const json = { prompt: 'replay then wait' };
   const first = await call(`${url}/v1/generations`, { key: alice.key, json, headers });
   assert.equal(first.status, 202);
-  const { id } = (await first.json()) as Resource;
+  const { id } = (await first.json()) as GenerationResource;
   await succeed(id);
   const replay = await call(`${url}/v1/generations`, {
     key: alice.key,
@@ -143,7 +137,7 @@ test('an idempotent replay of a finished generation with Prefer: wait answers 20
   });
   assert.equal(replay.status, 200);
   assert.equal(replay.headers.get('idempotent-replayed'), 'true');
-  assert.equal(((await replay.json()) as Resource).id, id);
+  assert.equal(((await replay.json()) as GenerationResource).id, id);
 });
 
 test('without a status listener Prefer: wait is ignored', async () => {
@@ -239,7 +233,7 @@ test('a wait whose notification is lost while the listener is down falls back to
     // No notification can arrive; at its deadline the request re-reads the row and finds it done.
     const res = await pending;
     assert.equal(res.status, 200);
-    assert.equal(((await res.json()) as Resource).status, 'succeeded');
+    assert.equal(((await res.json()) as GenerationResource).status, 'succeeded');
   } finally {
     await slow.close();
   }

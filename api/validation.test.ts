@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { UNHANDLED_ERROR } from '../shared/log-events.ts';
+import type { ProblemDocument } from './errors.ts';
 import { call, startTestApi, type TestApi } from './testing.ts';
 
 let api: TestApi;
@@ -16,22 +18,10 @@ after(async () => {
   await api?.close();
 });
 
-interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  code: string;
-  instance: string;
-  request_id: string;
-  errors?: Array<{ field: string; message: string }>;
-  stack?: unknown;
-}
-
 async function post(init: Parameters<typeof call>[1]) {
   const res = await call(`${api.url}/v1/generations`, { key, ...init });
   assert.equal(res.headers.get('content-type'), 'application/problem+json');
-  const problem = (await res.json()) as Problem;
+  const problem = (await res.json()) as ProblemDocument;
   assert.equal(problem.status, res.status);
   assert.equal(problem.instance, '/v1/generations');
   assert.equal(problem.type, `urn:easel:problem:${problem.code}`);
@@ -198,7 +188,7 @@ test('a body over BODY_LIMIT_BYTES is 413 payload_too_large, with or without Con
     duplex: 'half',
   } as RequestInit);
   assert.equal(res.status, 413);
-  assert.equal(((await res.json()) as Problem).code, 'payload_too_large');
+  assert.equal(((await res.json()) as ProblemDocument).code, 'payload_too_large');
   await assertNothingStored();
 });
 
@@ -210,13 +200,13 @@ test('unknown routes are problem+json 404s (a known path with another method: pr
     const res = await fetch(`${api.url}${path}`, { method });
     assert.equal(res.status, 404);
     assert.equal(res.headers.get('content-type'), 'application/problem+json');
-    assert.equal(((await res.json()) as Problem).code, 'not_found');
+    assert.equal(((await res.json()) as ProblemDocument).code, 'not_found');
   }
 });
 
 test('no validation failure was logged as an unhandled error', () => {
   assert.deepEqual(
-    api.logs.filter((l) => l.msg === 'unhandled error' || l.level >= 50),
+    api.logs.filter((l) => l.msg === UNHANDLED_ERROR || l.level >= 50),
     [],
   );
 });

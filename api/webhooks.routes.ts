@@ -1,7 +1,13 @@
 import { createRoute } from '@hono/zod-openapi';
-import { RETRY_AFTER_SECONDS } from './errors.ts';
+import { EXAMPLE_GENERATION_ID } from '../shared/generation.schemas.ts';
 import { GenerationIdParams } from './generations.schemas.ts';
-import { payloadTooLargeResponse, problemResponse, unauthorizedResponse } from './responses.ts';
+import {
+  internalErrorResponse,
+  payloadTooLargeResponse,
+  problemResponse,
+  unauthorizedResponse,
+  unavailableResponse,
+} from './responses.ts';
 import {
   DisabledWebhookUrlIdParams,
   DisabledWebhookUrlList,
@@ -13,30 +19,15 @@ import {
 
 const security = [{ bearerAuth: [] }];
 const SECRET = '/v1/webhooks/secret';
-const LOG = '/v1/generations/0b6f8f2e-5c1e-4d3a-9a57-3f1f2d8c9e10/webhook-deliveries';
+const LOG = `/v1/generations/${EXAMPLE_GENERATION_ID}/webhook-deliveries`;
 const REDELIVER = '/v1/webhook-deliveries/5f0c9a7e-1b2d-4c3e-8f9a-0b1c2d3e4f5a/redeliver';
 const DISABLED = '/v1/webhooks/disabled-urls';
 const DISABLED_ITEM = '/v1/webhooks/disabled-urls/7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f';
 
 const unauthorized = unauthorizedResponse;
-const internal = (instance: string) =>
-  problemResponse('An unexpected error; the details are in the server log under request_id.', instance, {
-    code: 'internal_error',
-    detail: 'An unexpected error occurred.',
-  });
+const internal = internalErrorResponse;
 const unavailable = (instance: string) =>
-  ({
-    ...problemResponse('The database is unreachable; retry later.', instance, {
-      code: 'service_unavailable',
-      detail: 'The database is unreachable; retry later.',
-    }),
-    headers: {
-      'Retry-After': {
-        description: 'Seconds to wait before retrying.',
-        schema: { type: 'integer', example: RETRY_AFTER_SECONDS },
-      },
-    },
-  }) as const;
+  unavailableResponse(instance, 'The database is unreachable; retry later.');
 
 export const getWebhookSecretRoute = createRoute({
   method: 'get',

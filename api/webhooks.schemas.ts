@@ -25,6 +25,22 @@ export const WebhookSecret = z
     },
   });
 
+/** The one example delivery; the list's example reuses it. */
+const EXAMPLE_DELIVERY = {
+  id: '5f0c9a7e-1b2d-4c3e-8f9a-0b1c2d3e4f5a',
+  object: 'webhook_delivery' as const,
+  webhook_id: 'evt_2b8f3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d',
+  type: 'generation.completed' as const,
+  url: 'https://example.com/hooks/easel',
+  attempt: 1,
+  status_code: 200,
+  latency_ms: 84,
+  outcome: 'delivered' as const,
+  error: null,
+  next_attempt_at: null,
+  created_at: '2026-11-28T10:15:39.120Z',
+};
+
 export const WebhookDelivery = z
   .object({
     id: z.uuid().openapi({ example: '5f0c9a7e-1b2d-4c3e-8f9a-0b1c2d3e4f5a' }),
@@ -65,22 +81,7 @@ export const WebhookDelivery = z
       .openapi({ description: 'When the next attempt is due; null when none follows.' }),
     created_at: isoTime,
   })
-  .openapi('WebhookDelivery', {
-    example: {
-      id: '5f0c9a7e-1b2d-4c3e-8f9a-0b1c2d3e4f5a',
-      object: 'webhook_delivery',
-      webhook_id: 'evt_2b8f3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d',
-      type: 'generation.completed',
-      url: 'https://example.com/hooks/easel',
-      attempt: 1,
-      status_code: 200,
-      latency_ms: 84,
-      outcome: 'delivered',
-      error: null,
-      next_attempt_at: null,
-      created_at: '2026-11-28T10:15:39.120Z',
-    },
-  });
+  .openapi('WebhookDelivery', { example: EXAMPLE_DELIVERY });
 
 export const WebhookDeliveryList = z
   .object({
@@ -90,22 +91,7 @@ export const WebhookDeliveryList = z
   .openapi('WebhookDeliveryList', {
     example: {
       object: 'list',
-      data: [
-        {
-          id: '5f0c9a7e-1b2d-4c3e-8f9a-0b1c2d3e4f5a',
-          object: 'webhook_delivery',
-          webhook_id: 'evt_2b8f3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d',
-          type: 'generation.completed',
-          url: 'https://example.com/hooks/easel',
-          attempt: 1,
-          status_code: 200,
-          latency_ms: 84,
-          outcome: 'delivered',
-          error: null,
-          next_attempt_at: null,
-          created_at: '2026-11-28T10:15:39.120Z',
-        },
-      ],
+      data: [EXAMPLE_DELIVERY],
     },
   });
 

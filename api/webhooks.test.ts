@@ -3,8 +3,6 @@
 // URLs (410) and their re-enabling, the migration of the delivery log, and the document's
 // `webhooks` section as a receiver's generated types.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -15,6 +13,7 @@ import { sql } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import openapiTS, { astToString, type OpenAPI3 } from 'openapi-typescript';
 import { Webhook } from 'standardwebhooks';
+import { runToEnd } from '../bin/testing.ts';
 import { createDb } from '../db/connect.ts';
 import { migrationProvider } from '../db/migrations/index.ts';
 import { WEBHOOK_EVENT_TYPES } from '../db/types.ts';
@@ -355,19 +354,11 @@ export function handle(event: Event, headers: Headers): string {
       }),
     );
     const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-    const child = spawn(process.execPath, [tsc, '-p', 'tsconfig.json', '--pretty', 'false'], {
+    const { code, stdout, stderr } = await runToEnd({
+      args: [tsc, '-p', 'tsconfig.json', '--pretty', 'false'],
       cwd: dir,
-      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let output = '';
-    child.stdout.on('data', (c) => {
-      output += c;
-    });
-    child.stderr.on('data', (c) => {
-      output += c;
-    });
-    const [code] = await once(child, 'close');
-    assert.equal(code, 0, output);
+    assert.equal(code, 0, stdout + stderr);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

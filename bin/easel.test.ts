@@ -1,41 +1,19 @@
 // The local command line, run as a user runs it: `node bin/easel.ts …` in a child process, with
 // the demo models written by `easel models demo` into a temporary folder.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { type CliRun, runEasel } from './testing.ts';
 
-const root = fileURLToPath(new URL('../', import.meta.url));
 let dir = '';
 let model = '';
 let translator = '';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function easel(...args: string[]): Promise<Run> {
-  const child = spawn(process.execPath, ['bin/easel.ts', ...args], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk) => {
-    stdout += chunk;
-  });
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  const [code] = await once(child, 'close');
-  return { code: code as number, stdout, stderr };
+function easel(...args: string[]): Promise<CliRun> {
+  return runEasel(args, process.env);
 }
 
 async function ok(...args: string[]): Promise<string> {

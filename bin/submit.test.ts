@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
+import type { GenerationResource } from '../shared/generation.schemas.ts';
+import { GENERATION_CANCELED, GENERATION_STARTED } from '../shared/log-events.ts';
 import { type Stack, startStack } from '../test/harness/stack.ts';
 import { progressView } from './commands/submit.ts';
 import type { Generation } from './remote/client.ts';
@@ -38,12 +40,12 @@ function submit(...args: string[]): Promise<CliRun> {
   return runEasel(['submit', ...args], clientEnv());
 }
 
-async function submitJson(...args: string[]): Promise<Generation> {
+async function submitJson(...args: string[]): Promise<GenerationResource> {
   const run = await submit(...args, '--json');
   assert.equal(run.code, 0, `easel submit ${args.join(' ')} failed:\n${run.stderr}`);
   const lines = run.stdout.trim().split('\n');
   assert.equal(lines.length, 1, 'one JSON object on stdout');
-  return JSON.parse(lines[0] as string) as Generation;
+  return JSON.parse(lines[0] as string) as GenerationResource;
 }
 
 function assertFailure(run: CliRun, pattern: RegExp) {
@@ -100,7 +102,7 @@ describe('easel submit --wait', () => {
 
     // The server agrees: this is the generation the CLI created, finished.
     const res = await stack.request(`/v1/generations/${done.id}`);
-    assert.equal(((await res.json()) as Generation).status, 'succeeded');
+    assert.equal(((await res.json()) as GenerationResource).status, 'succeeded');
   });
 
   test('several images go to FILE-0.jpg, FILE-1.jpg; the summary names the seed and the files', async () => {
@@ -174,7 +176,7 @@ describe('easel submit --wait, the generation does not succeed', () => {
     assert.ok(worker);
     // A job longer than any client may ask for keeps the (only) worker busy, so ours stays queued.
     let blocker = '';
-    const blockerStarted = worker.waitForLog('generation started', (line) => line.generation_id === blocker);
+    const blockerStarted = worker.waitForLog(GENERATION_STARTED, (line) => line.generation_id === blocker);
     blocker = await stack.enqueue({ steps: 1000, width: 2048, height: 2048 });
     await blockerStarted;
     try {
@@ -200,17 +202,17 @@ describe('easel submit --wait, the generation does not succeed', () => {
         body: JSON.stringify(body),
       });
       assert.ok(created.ok, await created.clone().text());
-      const { id } = (await created.json()) as Generation;
+      const { id } = (await created.json()) as GenerationResource;
       const canceled = await stack.request(`/v1/generations/${id}/cancel`, { method: 'POST' });
       assert.equal(canceled.status, 200, await canceled.clone().text());
 
       const run = await waiting;
       assertFailure(run, new RegExp(`^easel submit: generation ${id} was canceled$`));
-      const resource = JSON.parse(run.stdout) as Generation;
+      const resource = JSON.parse(run.stdout) as GenerationResource;
       assert.equal(resource.id, id);
       assert.equal(resource.status, 'canceled');
     } finally {
-      const stopped = worker.waitForLog('generation canceled', (line) => line.generation_id === blocker);
+      const stopped = worker.waitForLog(GENERATION_CANCELED, (line) => line.generation_id === blocker);
       await stack.request(`/v1/generations/${blocker}/cancel`, { method: 'POST' });
       await stopped;
     }

@@ -1,9 +1,17 @@
-// Test support (not a test file): runs `node bin/easel.ts …` as a user does, in a child process.
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { fileURLToPath } from 'node:url';
+// Test support (not a test file): runs commands as a user does, in a child process, through the
+// one child-process helper (bin/local/service-process.ts) that `easel start` uses for the services.
+import { type ChildOptions, REPO_ROOT, spawnChild } from './local/service-process.ts';
 
-export const repoRoot = fileURLToPath(new URL('../', import.meta.url));
+export {
+  type Child,
+  type LogRecord,
+  type Service,
+  type ServiceProcess,
+  spawnChild,
+  startService,
+} from './local/service-process.ts';
+
+export const repoRoot = REPO_ROOT;
 
 export interface CliRun {
   code: number;
@@ -11,23 +19,16 @@ export interface CliRun {
   stderr: string;
 }
 
-/** `env` replaces the environment entirely, so a developer's EASEL_* or DATABASE_URL never leak in. */
-export async function runEasel(args: string[], env: NodeJS.ProcessEnv): Promise<CliRun> {
-  const child = spawn(process.execPath, ['bin/easel.ts', ...args], {
-    cwd: repoRoot,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk) => {
-    stdout += chunk;
-  });
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  const [code] = await once(child, 'close');
-  return { code: code as number, stdout, stderr };
+/** Runs a command to its end and returns its exit code and output (`node <args>` by default). */
+export async function runToEnd(options: Omit<ChildOptions, 'capture'>): Promise<CliRun> {
+  const child = spawnChild({ ...options, capture: true });
+  const { code } = await child.exited;
+  return { code: code as number, stdout: child.stdout(), stderr: child.stderr() };
+}
+
+/** `node bin/easel.ts …`; `env` replaces the environment entirely, so a developer's EASEL_* or DATABASE_URL never leak in. */
+export function runEasel(args: string[], env: NodeJS.ProcessEnv): Promise<CliRun> {
+  return runToEnd({ args: ['bin/easel.ts', ...args], env });
 }
 
 /** The environment of the test runner minus everything that would point the CLI somewhere. */
@@ -38,4 +39,14 @@ export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     env[name] = value;
   }
   return { ...env, ...extra };
+}
+
+/** Whether a process with this pid exists (signal 0 checks without sending anything). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -363,7 +363,7 @@ export async function listGenerations(
   return { rows, hasMore: found.length > query.limit };
 }
 
-/** Inputs of the queue ETA, from our own table (see api/eta.ts). */
+/** Inputs of the queue ETA, from our own table (see shared/eta.ts). */
 export interface QueueEstimateInputs {
   /** Mean run time (started → finished) of the last RECENT_RUNS succeeded generations; null without any. */
   avgRunMs: number | null;
@@ -424,8 +424,9 @@ export async function admissionCounts(
 }
 
 /**
- * Rows per status, for the /metrics gauge. A sequential scan of the whole table (no index leads
- * with status): about 80 ms per 300k rows on a small machine, so the caller bounds it.
+ * Rows per status, for the /metrics gauge. Still a pass over every row, as an index-only scan of
+ * generations_status_idx (migration 0006) once vacuum has run, else a sequential scan: about
+ * 110 ms per 300k rows on a small machine, so the caller bounds it.
  */
 export async function countGenerationsByStatus(db: Executor): Promise<Map<GenerationStatus, number>> {
   const rows = await db

@@ -5,6 +5,9 @@ import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type { Logger } from 'pino';
 
+/** Logged on every (re)connect; shared/log-events.ts re-exports it for the code that waits on it. */
+export const LISTEN_CONNECTION_READY = 'listen connection ready';
+
 export interface ListenConnection {
   /** Connects and LISTENs; resolves with whether the first attempt worked (it retries either way). */
   start(): Promise<boolean>;
@@ -104,7 +107,7 @@ export function createListenConnection(options: ListenConnectionOptions): Listen
     }
     client = candidate;
     delay = minDelay;
-    logger.info({ channels: options.channels }, 'listen connection ready');
+    logger.info({ channels: options.channels }, LISTEN_CONNECTION_READY);
     events.emit('connected');
     return true;
   }

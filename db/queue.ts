@@ -33,6 +33,10 @@ export interface QueuePolicy {
   heartbeatSeconds: number;
 }
 
+/**
+ * The one source of the policy's defaults: a producer creates the queue with it, and the worker's
+ * JOB_TIMEOUT_SECONDS, JOB_RETRY_* and HEARTBEAT_SECONDS default to it (gpu-worker/config.ts).
+ */
 export const DEFAULT_QUEUE_POLICY: QueuePolicy = {
   expireInSeconds: 600,
   retryLimit: 3,

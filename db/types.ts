@@ -20,14 +20,16 @@ export interface StoredOutput {
   sha256: string;
 }
 
-export interface StageTimingsRecord {
-  translate_ms?: number;
-  encode_ms?: number;
-  denoise_ms?: number;
-  decode_ms?: number;
-  jpeg_ms?: number;
-  upload_ms?: number;
-}
+/**
+ * The timed stages of a generation, in the order they run: translate (the worker), encode, denoise
+ * and decode (the model), jpeg and upload (the worker). The row's `timings`, the resource's
+ * `timings` and the worker's stage histogram all derive from this list.
+ */
+export const GENERATION_STAGES = ['translate', 'encode', 'denoise', 'decode', 'jpeg', 'upload'] as const;
+export type GenerationStage = (typeof GENERATION_STAGES)[number];
+
+/** Milliseconds per stage of the successful attempt: `translate_ms`, `encode_ms`, … (those that ran). */
+export type StageTimingsRecord = { [S in GenerationStage as `${S}_ms`]?: number };
 
 export interface ApiKeysTable {
   id: Generated<string>;

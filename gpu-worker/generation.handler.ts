@@ -21,6 +21,14 @@ import { generationJob } from '../db/queue.ts';
 import type { Generation, StageTimingsRecord, StoredOutput } from '../db/types.ts';
 import { TERMINAL_STATUSES } from '../db/types.ts';
 import { withWebhookEvent } from '../db/webhooks.repository.ts';
+import {
+  GENERATION_ATTEMPT_FAILED,
+  GENERATION_CANCELED,
+  GENERATION_FAILED,
+  GENERATION_SKIPPED,
+  GENERATION_STARTED,
+  GENERATION_SUCCEEDED,
+} from '../shared/log-events.ts';
 import { type ObjectStore, outputKey } from '../shared/object-store.ts';
 import type { CancelWatcher } from './cancel-listener.ts';
 import { CancelAbort, classifyFailure, type Failure, JobTimeoutAbort, ShutdownAbort } from './failure.ts';
@@ -134,10 +142,10 @@ export function createGenerationStages(deps: HandlerDeps): GenerationStages {
   async function cancelOrSkip(ctx: JobContext): Promise<Settlement> {
     // A cancel requested while it ran on a worker that then died (or before a retry) ends here.
     if (await withWebhookEvent(db, deps.boss, (trx) => markCanceled(trx, ctx.id))) {
-      ctx.logger.info({ steps_done: 0 }, 'generation canceled');
+      ctx.logger.info({ steps_done: 0 }, GENERATION_CANCELED);
       return { outcome: 'canceled' };
     }
-    ctx.logger.info('generation no longer runnable (canceled, finished or deleted); skipping');
+    ctx.logger.info(GENERATION_SKIPPED);
     return { outcome: 'skipped' };
   }
 
@@ -164,7 +172,7 @@ export function createGenerationStages(deps: HandlerDeps): GenerationStages {
         logger.warn('generation changed state while canceling');
       logger.info(
         { steps_done: ctx.progress?.stepsDone ?? 0, steps_total: ctx.progress?.total ?? null },
-        'generation canceled',
+        GENERATION_CANCELED,
       );
       return { outcome: 'canceled' };
     }
@@ -177,14 +185,14 @@ export function createGenerationStages(deps: HandlerDeps): GenerationStages {
     const lastAttempt = job.retryCount >= job.retryLimit;
     if (failure.permanent || lastAttempt) {
       await withWebhookEvent(db, deps.boss, (trx) => markFailed(trx, ctx.id, failure));
-      logger.error({ err: error, code: failure.code, permanent: failure.permanent }, 'generation failed');
+      logger.error({ err: error, code: failure.code, permanent: failure.permanent }, GENERATION_FAILED);
       return failure.permanent
         ? { outcome: 'failed', code: failure.code }
         : { outcome: 'failed', error: failure, code: failure.code };
     }
     // Retried later by pg-boss: show it as waiting again rather than stuck in 'running'.
     await markRequeued(db, ctx.id);
-    logger.warn({ err: error, code: failure.code }, 'generation attempt failed; will retry');
+    logger.warn({ err: error, code: failure.code }, GENERATION_ATTEMPT_FAILED);
     return { outcome: 'retry', error: failure, code: failure.code };
   }
 
@@ -251,7 +259,7 @@ export function createGenerationStages(deps: HandlerDeps): GenerationStages {
               deps.onActive?.(id);
               logger.info(
                 { steps: generation.steps, width: generation.width, height: generation.height },
-                'generation started',
+                GENERATION_STARTED,
               );
             }
             return generation;
@@ -362,7 +370,7 @@ export function createGenerationStages(deps: HandlerDeps): GenerationStages {
             accelerator_start_ms: round(denoised.acceleratorStart),
             accelerator_end_ms: round(denoised.acceleratorEnd),
           },
-          'generation succeeded',
+          GENERATION_SUCCEEDED,
         );
         return { outcome: 'succeeded', timings, steps: generation.steps } satisfies Settlement;
       });

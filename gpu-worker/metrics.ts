@@ -2,10 +2,8 @@
 // accelerator-busy counter is what an operator alerts on: 1 − rate(busy) while the queue holds
 // work is the GPU's idle fraction.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { StageTimingsRecord } from '../db/types.ts';
+import { GENERATION_STAGES, type StageTimingsRecord } from '../db/types.ts';
 import type { Settlement } from './generation.handler.ts';
-
-const STAGES = ['translate', 'encode', 'denoise', 'decode', 'jpeg', 'upload'] as const;
 
 export interface WorkerMetrics {
   registry: Registry;
@@ -73,7 +71,7 @@ export function createWorkerMetrics(options: {
       if (settlement.code) failures.inc({ code: settlement.code });
       const timings: StageTimingsRecord | undefined = settlement.timings;
       if (!timings) return;
-      for (const stage of STAGES) {
+      for (const stage of GENERATION_STAGES) {
         const ms = timings[`${stage}_ms`];
         if (ms !== undefined) stageSeconds.observe({ stage }, ms / 1000);
       }

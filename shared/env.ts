@@ -30,16 +30,30 @@ export const envBoolean = z
 
 export const envInt = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
-/** Variables both the API and the worker read: where the database and the object store are. */
+/**
+ * Variables every service process reads: where the database and the object store are. Each
+ * variable's `.describe()` is its line in the README's table (`npm run env-table`).
+ */
 export const sharedEnv = {
-  DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// URL' }),
-  S3_ENDPOINT: z.url().optional(),
-  S3_REGION: z.string().min(1).default('us-east-1'),
-  S3_BUCKET: z.string().min(3).default('easel'),
-  S3_ACCESS_KEY_ID: z.string().min(1).default('easel'),
-  S3_SECRET_ACCESS_KEY: z.string().min(1).default('easel-secret'),
-  S3_FORCE_PATH_STYLE: envBoolean.default(true),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  DATABASE_URL: z
+    .url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// URL' })
+    .describe('`postgres://` URL of the database'),
+  S3_ENDPOINT: z.url().optional().describe('S3-compatible endpoint, e.g. `http://minio:9000`; unset: AWS S3'),
+  S3_REGION: z.string().min(1).default('us-east-1').describe('Region for signing'),
+  S3_BUCKET: z
+    .string()
+    .min(3)
+    .default('easel')
+    .describe('Bucket for result images (the worker creates it if missing)'),
+  S3_ACCESS_KEY_ID: z.string().min(1).default('easel').describe('Storage access key id'),
+  S3_SECRET_ACCESS_KEY: z.string().min(1).default('easel-secret').describe('Storage secret key'),
+  S3_FORCE_PATH_STYLE: envBoolean
+    .default(true)
+    .describe('Path-style URLs (MinIO and most S3-compatible servers need them)'),
+  LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default('info')
+    .describe('pino level; logs are JSON lines on stdout'),
 };
 
 export interface S3Settings {

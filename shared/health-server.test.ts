@@ -4,18 +4,27 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { Counter, Registry } from 'prom-client';
+import { ERROR_CATALOGUE, problemType } from '../api/errors.ts';
+import { loadWorkerConfig } from '../gpu-worker/config.ts';
+import { loadSenderConfig } from '../webhooks/config.ts';
 import { createSenderMetrics } from '../webhooks/metrics.ts';
-import { closeMetricsServer, metricsServerUrl, type Readiness, startMetricsServer } from './health-server.ts';
+import {
+  closeHealthServer,
+  healthServerUrl,
+  type ReadinessReport,
+  startHealthServer,
+} from './health-server.ts';
+import { NotReadyProblem, ReadyBody } from './readiness.ts';
 
-const servers: Parameters<typeof closeMetricsServer>[0][] = [];
+const servers: Parameters<typeof closeHealthServer>[0][] = [];
 after(async () => {
-  for (const server of servers) await closeMetricsServer(server);
+  for (const server of servers) await closeHealthServer(server);
 });
 
-async function serve(options: Omit<Parameters<typeof startMetricsServer>[0], 'port' | 'host'>) {
-  const server = await startMetricsServer({ ...options, port: 0, host: '127.0.0.1' });
+async function serve(options: Omit<Parameters<typeof startHealthServer>[0], 'port' | 'host'>) {
+  const server = await startHealthServer({ ...options, port: 0, host: '127.0.0.1' });
   servers.push(server);
-  return metricsServerUrl(server);
+  return healthServerUrl(server);
 }
 
 test('serves the webhook sender registry: attempts and their duration by outcome', async () => {
@@ -60,33 +69,49 @@ test('/healthz is 200; /readyz is 404 without a readiness callback; anything els
   assert.equal((await fetch(`${url}/healthz?probe=1`)).status, 200);
 });
 
-test('/readyz follows the readiness callback: ready, not ready with its details, failing, too slow', async () => {
-  let answer: () => Readiness | Promise<Readiness> = () => ({ ok: false, reason: 'starting' });
+test('/readyz follows the readiness callback in the shape the API answers: ready, not ready, failing, too slow', async () => {
+  let answer: () => ReadinessReport | Promise<ReadinessReport> = () => ({
+    checks: { queue: 'starting', database: 'ok' },
+  });
   const url = await serve({ registry: new Registry(), readiness: () => answer(), readinessTimeoutMs: 200 });
 
+  // Not ready: 503 problem+json naming the failed checks, like the API's /readyz (api/health.routes.ts).
   const starting = await fetch(`${url}/readyz`);
   assert.equal(starting.status, 503);
-  assert.deepEqual(await starting.json(), { status: 'not_ready', reason: 'starting' });
+  assert.equal(starting.headers.get('content-type'), 'application/problem+json');
+  const notReady = NotReadyProblem.parse(await starting.json());
+  assert.deepEqual(notReady, {
+    type: problemType('service_unavailable'),
+    title: ERROR_CATALOGUE.service_unavailable.title,
+    status: 503,
+    detail: 'Not ready: queue.',
+    code: 'service_unavailable',
+    instance: '/readyz',
+    checks: { queue: 'starting', database: 'ok' },
+  });
 
-  answer = async () => ({ ok: true, database: 'ok' });
+  // Ready: every check `ok`; a process's own members come along.
+  answer = async () => ({ checks: { database: 'ok' }, details: { worker_id: 'w1', jobs_in_hand: 0 } });
   const ready = await fetch(`${url}/readyz`);
   assert.equal(ready.status, 200);
-  assert.deepEqual(await ready.json(), { status: 'ready', database: 'ok' });
+  const body = await ready.json();
+  assert.deepEqual(body, { status: 'ready', checks: { database: 'ok' }, worker_id: 'w1', jobs_in_hand: 0 });
+  ReadyBody.parse(body);
 
+  // A callback that fails or hangs is one failed check, `readiness`.
   answer = async () => {
     throw new Error('connect ECONNREFUSED 127.0.0.1:5432');
   };
   const failing = await fetch(`${url}/readyz`);
   assert.equal(failing.status, 503);
-  assert.deepEqual(await failing.json(), {
-    status: 'not_ready',
-    error: 'connect ECONNREFUSED 127.0.0.1:5432',
+  assert.deepEqual(NotReadyProblem.parse(await failing.json()).checks, {
+    readiness: 'connect ECONNREFUSED 127.0.0.1:5432',
   });
 
-  answer = () => new Promise<Readiness>(() => {});
+  answer = () => new Promise<ReadinessReport>(() => {});
   const slow = await fetch(`${url}/readyz`);
   assert.equal(slow.status, 503);
-  assert.match(((await slow.json()) as { error: string }).error, /no answer within 200 ms/);
+  assert.match(NotReadyProblem.parse(await slow.json()).checks.readiness ?? '', /no answer within 200 ms/);
   // Liveness never waits on the dependencies.
   assert.equal((await fetch(`${url}/healthz`)).status, 200);
 });
@@ -109,10 +134,32 @@ test('a metric that fails to collect is a 500, and the server keeps serving', as
 });
 
 test('a port already in use fails the start instead of serving nothing', async () => {
-  const first = await startMetricsServer({ registry: new Registry(), port: 0, host: '127.0.0.1' });
+  const first = await startHealthServer({ registry: new Registry(), port: 0, host: '127.0.0.1' });
   servers.push(first);
-  const port = Number(new URL(metricsServerUrl(first)).port);
-  await assert.rejects(startMetricsServer({ registry: new Registry(), port, host: '127.0.0.1' }), {
+  const port = Number(new URL(healthServerUrl(first)).port);
+  await assert.rejects(startHealthServer({ registry: new Registry(), port, host: '127.0.0.1' }), {
     code: 'EADDRINUSE',
   });
+});
+
+test("one name for the listener's settings: HEALTH_PORT/HEALTH_HOST; the sender's METRICS_* still work, deprecated", () => {
+  const base = { DATABASE_URL: 'postgres://localhost/easel' };
+  const worker = loadWorkerConfig({ ...base, HEALTH_PORT: '9101', HEALTH_HOST: '0.0.0.0' }).env;
+  assert.deepEqual([worker.HEALTH_PORT, worker.HEALTH_HOST], [9101, '0.0.0.0']);
+  const sender = loadSenderConfig({ ...base, HEALTH_PORT: '9102', HEALTH_HOST: '0.0.0.0' });
+  assert.deepEqual([sender.HEALTH_PORT, sender.HEALTH_HOST, sender.deprecated], [9102, '0.0.0.0', []]);
+  const unset = loadSenderConfig(base);
+  assert.deepEqual([unset.HEALTH_PORT, unset.HEALTH_HOST], [undefined, '127.0.0.1']);
+
+  // The old names alone still configure the listener, and say they are deprecated.
+  const old = loadSenderConfig({ ...base, METRICS_PORT: '9103', METRICS_HOST: '::1' });
+  assert.deepEqual([old.HEALTH_PORT, old.HEALTH_HOST], [9103, '::1']);
+  assert.deepEqual(old.deprecated, [
+    { variable: 'METRICS_PORT', use: 'HEALTH_PORT' },
+    { variable: 'METRICS_HOST', use: 'HEALTH_HOST' },
+  ]);
+  // Both set: the new name wins (the old one is still reported).
+  const both = loadSenderConfig({ ...base, HEALTH_PORT: '9104', METRICS_PORT: '9105' });
+  assert.equal(both.HEALTH_PORT, 9104);
+  assert.deepEqual(both.deprecated, [{ variable: 'METRICS_PORT', use: 'HEALTH_PORT' }]);
 });

@@ -1,21 +1,37 @@
 // A small HTTP listener for processes that serve no HTTP API of their own (the webhook sender,
 // the GPU worker): Prometheus `/metrics` from a prom-client Registry, `/healthz` (the process
-// answers) and, given a readiness callback, `/readyz`. Bind it to a private address: it has no auth.
+// answers) and, given a readiness callback, `/readyz` in the shape every process answers it
+// (shared/readiness.ts). Bind it to a private address: it has no auth. Both processes configure
+// it with the same two variables (healthListenerEnv).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { z } from 'zod';
 import { withDeadline } from './deadline.ts';
+import { envInt } from './env.ts';
 import { answerClientErrors } from './http-client-errors.ts';
+import { type ReadinessChecks, readinessAnswer } from './readiness.ts';
 
-/** `ok` decides 200 or 503; the other members are rendered into the answer (e.g. per-check results). */
-export type Readiness = { ok: boolean } & Record<string, unknown>;
+/** The listener's settings, the same names in every process that has one. */
+export const healthListenerEnv = {
+  HEALTH_PORT: envInt(0, 65_535)
+    .optional()
+    .describe('Port of the `/healthz`, `/readyz` and `/metrics` listener, without auth; unset: no listener'),
+  HEALTH_HOST: z.string().min(1).default('127.0.0.1').describe('Bind address of that listener'),
+};
 
-export interface MetricsServerOptions {
+/** What a process reports: its checks (each `ok` or why not), and members of its own to show. */
+export interface ReadinessReport {
+  checks: ReadinessChecks;
+  details?: Record<string, unknown>;
+}
+
+export interface HealthServerOptions {
   registry: Registry;
   port: number;
   host: string;
   /** Answers /readyz; without it /readyz is 404. */
-  readiness?: () => Readiness | Promise<Readiness>;
+  readiness?: () => ReadinessReport | Promise<ReadinessReport>;
   /** A readiness callback slower than this counts as not ready (default 2000 ms). */
   readinessTimeoutMs?: number;
 }
@@ -29,8 +45,8 @@ function problem(res: ServerResponse, status: number, code: string, title: strin
   send(res, status, 'application/problem+json', JSON.stringify({ title, status, code }), headers);
 }
 
-async function readiness(options: MetricsServerOptions): Promise<Readiness> {
-  if (!options.readiness) return { ok: true };
+async function readiness(options: HealthServerOptions): Promise<ReadinessReport> {
+  if (!options.readiness) return { checks: {} };
   try {
     return await withDeadline(
       Promise.resolve(options.readiness()),
@@ -38,11 +54,12 @@ async function readiness(options: MetricsServerOptions): Promise<Readiness> {
       'readiness check',
     );
   } catch (error) {
-    return { ok: false, error: error instanceof Error ? error.message : String(error) };
+    // The callback itself failed or hung: one failed check says so.
+    return { checks: { readiness: error instanceof Error ? error.message : String(error) } };
   }
 }
 
-async function route(options: MetricsServerOptions, req: IncomingMessage, res: ServerResponse) {
+async function route(options: HealthServerOptions, req: IncomingMessage, res: ServerResponse) {
   const path = (req.url ?? '/').split('?')[0];
   const known = path === '/metrics' || path === '/healthz' || (path === '/readyz' && options.readiness);
   if (!known) return problem(res, 404, 'not_found', 'Not Found');
@@ -53,17 +70,14 @@ async function route(options: MetricsServerOptions, req: IncomingMessage, res: S
     return send(res, 200, options.registry.contentType, await options.registry.metrics());
   }
   if (path === '/healthz') return send(res, 200, 'application/json', JSON.stringify({ status: 'ok' }));
-  const { ok, ...details } = await readiness(options);
-  send(
-    res,
-    ok ? 200 : 503,
-    'application/json',
-    JSON.stringify({ status: ok ? 'ready' : 'not_ready', ...details }),
-  );
+  const { checks, details } = await readiness(options);
+  const answer = readinessAnswer(checks, details);
+  const contentType = answer.status === 200 ? 'application/json' : 'application/problem+json';
+  send(res, answer.status, contentType, JSON.stringify(answer.body));
 }
 
-/** Resolves once listening (port 0 picks a free port: see `metricsServerUrl`). */
-export async function startMetricsServer(options: MetricsServerOptions): Promise<Server> {
+/** Resolves once listening (port 0 picks a free port: see `healthServerUrl`). */
+export async function startHealthServer(options: HealthServerOptions): Promise<Server> {
   const server = createServer((req, res) => {
     route(options, req, res).catch(() => {
       if (!res.headersSent) problem(res, 500, 'internal_error', 'Internal Server Error');
@@ -81,12 +95,12 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
   return server;
 }
 
-export function metricsServerUrl(server: Server): string {
+export function healthServerUrl(server: Server): string {
   const { address, family, port } = server.address() as AddressInfo;
   return `http://${family === 'IPv6' ? `[${address}]` : address}:${port}`;
 }
 
-export function closeMetricsServer(server: Server): Promise<void> {
+export function closeHealthServer(server: Server): Promise<void> {
   return new Promise((resolve, reject) => {
     server.close((error) => (error ? reject(error) : resolve()));
     server.closeAllConnections();

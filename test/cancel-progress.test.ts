@@ -5,23 +5,19 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { sql } from 'kysely';
 import pg from 'pg';
+import type { GenerationListResource } from '../api/generations.schemas.ts';
 import type { ServiceProcess } from '../bin/local/service-process.ts';
 import { createApiKey } from '../db/api-keys.repository.ts';
 import { findGeneration, GENERATION_PROGRESS_CHANNEL } from '../db/generations.repository.ts';
+import type { GenerationResource } from '../shared/generation.schemas.ts';
+import {
+  GENERATION_CANCELED,
+  GENERATION_FAILED,
+  GENERATION_STARTED,
+  GENERATION_SUCCEEDED,
+  LISTEN_CONNECTION_READY,
+} from '../shared/log-events.ts';
 import { type Stack, startStack } from './harness/stack.ts';
-
-interface Resource {
-  id: string;
-  status: string;
-  queue_position: number | null;
-  progress: { step: number; total: number } | null;
-  eta: string | null;
-  cancel_requested: boolean;
-  attempts: number;
-  outputs: unknown[];
-  timings: Record<string, number>;
-  finished_at: string | null;
-}
 
 const LONG = { steps: 1000, width: 2048, height: 2048 } as const;
 
@@ -57,10 +53,10 @@ async function sharedWorker(): Promise<ServiceProcess> {
   return shared;
 }
 
-async function get(id: string): Promise<Resource> {
+async function get(id: string): Promise<GenerationResource> {
   const res = await stack.request(`/v1/generations/${id}`);
   assert.equal(res.status, 200);
-  return (await res.json()) as Resource;
+  return (await res.json()) as GenerationResource;
 }
 
 function cancel(id: string, init: RequestInit = {}) {
@@ -78,13 +74,13 @@ async function jobState(id: string): Promise<string | undefined> {
  * Reads the resource over HTTP on every progress NOTIFY for the id, one read at a time (so the
  * readings are in order), until `enough` says stop.
  */
-function followProgress(id: string, enough: (readings: Resource[]) => boolean) {
-  const readings: Resource[] = [];
+function followProgress(id: string, enough: (readings: GenerationResource[]) => boolean) {
+  const readings: GenerationResource[] = [];
   let chain = Promise.resolve();
   let done = false;
   return {
     readings,
-    reached: new Promise<Resource[]>((resolve, reject) => {
+    reached: new Promise<GenerationResource[]>((resolve, reject) => {
       progressHandlers.set(id, () => {
         chain = chain.then(async () => {
           if (done) return;
@@ -115,11 +111,11 @@ test('a queued generation is canceled at once, with its job, and never runs', as
     body: JSON.stringify({ prompt: 'never runs', width: 64, height: 64, steps: 2 }),
   });
   assert.equal(created.status, 202);
-  const { id } = (await created.json()) as Resource;
+  const { id } = (await created.json()) as GenerationResource;
 
   const res = await cancel(id);
   assert.equal(res.status, 200);
-  const canceled = (await res.json()) as Resource;
+  const canceled = (await res.json()) as GenerationResource;
   assert.equal(canceled.status, 'canceled');
   assert.equal(canceled.cancel_requested, true);
   assert.equal(canceled.queue_position, null);
@@ -129,7 +125,7 @@ test('a queued generation is canceled at once, with its job, and never runs', as
 
   const again = await cancel(id);
   assert.equal(again.status, 200, 'repeating a cancel is harmless');
-  const repeated = (await again.json()) as Resource;
+  const repeated = (await again.json()) as GenerationResource;
   assert.equal(repeated.status, 'canceled');
   assert.equal(repeated.finished_at, canceled.finished_at, 'a repeated cancel changes nothing');
 
@@ -146,8 +142,8 @@ test('a queued generation is canceled at once, with its job, and never runs', as
     method: 'POST',
     body: JSON.stringify({ prompt: 'runs', width: 64, height: 64, steps: 2 }),
   });
-  const nextId = ((await next.json()) as Resource).id;
-  await worker.waitForLog('generation succeeded', byId(nextId));
+  const nextId = ((await next.json()) as GenerationResource).id;
+  await worker.waitForLog(GENERATION_SUCCEEDED, byId(nextId));
   const row = await findGeneration(stack.database.db, id);
   assert.equal(row?.status, 'canceled');
   assert.equal(row?.attempts, 0);
@@ -166,7 +162,7 @@ test('queue positions fall as earlier jobs finish; queued generations carry an E
 
   // One listing, so all three estimates share one `now`.
   const res = await stack.request('/v1/generations?status=queued');
-  const listed = ((await res.json()) as { data: Resource[] }).data.reverse();
+  const listed = ((await res.json()) as GenerationListResource).data.reverse();
   assert.deepEqual(
     listed.map((g) => [g.id, g.queue_position]),
     [
@@ -185,8 +181,8 @@ test('queue positions fall as earlier jobs finish; queued generations carry an E
 
   const worker = await stack.startWorker();
   t.after(() => worker.stop());
-  const secondStarted = worker.waitForLog('generation started', byId(second));
-  await worker.waitForLog('generation succeeded', byId(first));
+  const secondStarted = worker.waitForLog(GENERATION_STARTED, byId(second));
+  await worker.waitForLog(GENERATION_SUCCEEDED, byId(first));
   const later = await get(third);
   assert.equal(later.status, 'queued');
   assert.ok(later.queue_position !== null && later.queue_position <= 1, `position ${later.queue_position}`);
@@ -199,7 +195,7 @@ test('queue positions fall as earlier jobs finish; queued generations carry an E
   const waited = await cancel(second, { headers: { prefer: 'wait=30' } });
   assert.equal(waited.status, 200);
   assert.equal(waited.headers.get('preference-applied'), 'wait=30');
-  assert.equal(((await waited.json()) as Resource).status, 'canceled');
+  assert.equal(((await waited.json()) as GenerationResource).status, 'canceled');
 });
 
 test('a running generation stops within a step of its cancel; progress only moves forward', async (t) => {
@@ -208,10 +204,10 @@ test('a running generation stops within a step of its cancel; progress only move
   const follow = followProgress(id, (readings) => readings.filter((r) => r.status === 'running').length >= 3);
   const readings = await follow.reached;
 
-  const stopped = worker.waitForLog('generation canceled', byId(id));
+  const stopped = worker.waitForLog(GENERATION_CANCELED, byId(id));
   const res = await cancel(id);
   assert.equal(res.status, 202, 'the stop is pending until the worker confirms it');
-  const pending = (await res.json()) as Resource;
+  const pending = (await res.json()) as GenerationResource;
   assert.equal(pending.status, 'running');
   assert.equal(pending.cancel_requested, true);
   assert.ok(pending.progress);
@@ -257,15 +253,15 @@ test('a running generation stops within a step of its cancel; progress only move
 
   // The worker goes on with the next job (so the canceled one's job has been settled by now).
   const next = await stack.enqueue({ steps: 2 });
-  await worker.waitForLog('generation succeeded', byId(next));
+  await worker.waitForLog(GENERATION_SUCCEEDED, byId(next));
   assert.equal(await jobState(id), 'completed', 'the job completes; it neither fails nor retries');
 });
 
 test('a cancel whose NOTIFY never arrived is seen by the next progress write', async () => {
   const worker = await sharedWorker();
   const id = await stack.enqueue(LONG);
-  await worker.waitForLog('generation started', byId(id));
-  const stopped = worker.waitForLog('generation canceled', byId(id));
+  await worker.waitForLog(GENERATION_STARTED, byId(id));
+  const stopped = worker.waitForLog(GENERATION_CANCELED, byId(id));
   // What the API does, minus the NOTIFY: as if the worker's LISTEN connection had been down.
   await stack.database.db
     .updateTable('generations')
@@ -289,19 +285,19 @@ test('a cancel requested for a generation whose worker died ends it when it is n
     .where('id', '=', id)
     .execute();
   const next = await sharedWorker();
-  const log = await next.waitForLog('generation canceled', byId(id));
+  const log = await next.waitForLog(GENERATION_CANCELED, byId(id));
   assert.equal(log.steps_done, 0);
   const row = await findGeneration(stack.database.db, id);
   assert.equal(row?.status, 'canceled');
   assert.equal(row?.attempts, 0);
   const after = await stack.enqueue({ steps: 2 });
-  await next.waitForLog('generation succeeded', byId(after));
+  await next.waitForLog(GENERATION_SUCCEEDED, byId(after));
   assert.equal(await jobState(id), 'completed');
 });
 
 test('the worker re-establishes its cancel LISTEN connection and still stops jobs', async () => {
   const worker = await sharedWorker();
-  const back = worker.waitForLog('listen connection ready');
+  const back = worker.waitForLog(LISTEN_CONNECTION_READY);
   const { rows } = await sql<{ killed: boolean }>`
     select pg_terminate_backend(pid) as killed from pg_stat_activity
     where datname = current_database() and application_name = 'easel-worker-cancel'`.execute(
@@ -311,8 +307,8 @@ test('the worker re-establishes its cancel LISTEN connection and still stops job
   await back;
 
   const id = await stack.enqueue(LONG);
-  await worker.waitForLog('generation started', byId(id));
-  const stopped = worker.waitForLog('generation canceled', byId(id));
+  await worker.waitForLog(GENERATION_STARTED, byId(id));
+  const stopped = worker.waitForLog(GENERATION_CANCELED, byId(id));
   assert.equal((await cancel(id)).status, 202);
   const log = await stopped;
   assert.ok((log.steps_done as number) < 1000);
@@ -321,10 +317,10 @@ test('the worker re-establishes its cancel LISTEN connection and still stops job
 test('a succeeded or failed generation cannot be canceled: 409 generation_finished', async () => {
   const worker = await sharedWorker();
   const succeeded = await stack.enqueue({ steps: 2 });
-  await worker.waitForLog('generation succeeded', byId(succeeded));
+  await worker.waitForLog(GENERATION_SUCCEEDED, byId(succeeded));
   // 100 is not a multiple of 8: the pipeline refuses it, a permanent failure.
   const failed = await stack.enqueue({ width: 100 });
-  await worker.waitForLog('generation failed', byId(failed));
+  await worker.waitForLog(GENERATION_FAILED, byId(failed));
 
   for (const [id, status] of [
     [succeeded, 'succeeded'],

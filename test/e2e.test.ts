@@ -3,6 +3,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
+import type { ProblemDocument } from '../api/errors.ts';
+import type { GenerationResource } from '../shared/generation.schemas.ts';
+import { GENERATION_SUCCEEDED } from '../shared/log-events.ts';
 import { type Stack, startStack } from './harness/stack.ts';
 
 let stack: Stack;
@@ -16,42 +19,23 @@ after(async () => {
   await stack?.stop();
 });
 
-interface GenerationBody {
-  id: string;
-  status: string;
-  seed: number;
-  width: number;
-  height: number;
-  outputs: {
-    index: number;
-    url: string;
-    width: number;
-    height: number;
-    content_type: string;
-    bytes: number;
-    sha256: string;
-  }[];
-  started_at: string | null;
-  finished_at: string | null;
-}
-
-async function create(body: Record<string, unknown>): Promise<GenerationBody> {
+async function create(body: Record<string, unknown>): Promise<GenerationResource> {
   const res = await stack.request('/v1/generations', { method: 'POST', body: JSON.stringify(body) });
   assert.equal(res.status, 202, await res.clone().text());
-  return (await res.json()) as GenerationBody;
+  return (await res.json()) as GenerationResource;
 }
 
-async function get(id: string): Promise<GenerationBody> {
+async function get(id: string): Promise<GenerationResource> {
   const res = await stack.request(`/v1/generations/${id}`);
   assert.equal(res.status, 200);
-  return (await res.json()) as GenerationBody;
+  return (await res.json()) as GenerationResource;
 }
 
 /** Resolves when the worker logs that this generation ended (an event, not a poll). */
 function finished(id: string) {
   const worker = stack.workers[0];
   assert.ok(worker, 'worker not started');
-  return worker.waitForLog('generation succeeded', (line) => line.generation_id === id);
+  return worker.waitForLog(GENERATION_SUCCEEDED, (line) => line.generation_id === id);
 }
 
 test('a generation accepted while no worker runs is completed once a worker starts', async () => {
@@ -61,7 +45,7 @@ test('a generation accepted while no worker runs is completed once a worker star
   assert.equal((await get(accepted.id)).status, 'queued');
 
   const worker = await stack.startWorker();
-  await worker.waitForLog('generation succeeded', (line) => line.generation_id === accepted.id);
+  await worker.waitForLog(GENERATION_SUCCEEDED, (line) => line.generation_id === accepted.id);
   const done = await get(accepted.id);
   assert.equal(done.status, 'succeeded');
   assert.equal(done.outputs.length, 1);
@@ -101,14 +85,14 @@ test('submit over HTTP, complete on the worker, download a JPEG of the requested
 test('a Russian prompt is translated before tokenization; the resource reports both prompts', async () => {
   const accepted = await create({ prompt: 'красный кот на крыше', width: 64, height: 64, steps: 2 });
   await finished(accepted.id);
-  const done = (await get(accepted.id)) as GenerationBody & { prompt: string; prompt_en: string | null };
+  const done = await get(accepted.id);
   assert.equal(done.prompt, 'красный кот на крыше');
   assert.ok(done.prompt_en && done.prompt_en.length > 0, 'prompt_en is reported');
   assert.doesNotMatch(done.prompt_en, /[\u0400-\u04FF]/, 'the encoder saw no Cyrillic');
 
   const latin = await create({ prompt: 'a red cat on a roof', width: 64, height: 64, steps: 2 });
   await finished(latin.id);
-  const passed = (await get(latin.id)) as GenerationBody & { prompt_en: string | null };
+  const passed = await get(latin.id);
   assert.equal(passed.prompt_en, 'a red cat on a roof', 'English prompts pass through untouched');
 });
 
@@ -122,10 +106,7 @@ test('the request may name a sampler; the resource reports what ran', async () =
     karras: true,
   });
   await finished(accepted.id);
-  const done = (await get(accepted.id)) as GenerationBody & {
-    scheduler: string;
-    requested_scheduler: string;
-  };
+  const done = await get(accepted.id);
   assert.equal(done.requested_scheduler, 'dpmpp_2m');
   assert.equal(done.scheduler, 'dpmpp_2m_karras');
 
@@ -134,9 +115,9 @@ test('the request may name a sampler; the resource reports what ran', async () =
     body: JSON.stringify({ prompt: 'a fox', scheduler: 'ddim', karras: true }),
   });
   assert.equal(refused.status, 422);
-  const problem = (await refused.json()) as { errors: { field: string }[] };
+  const problem = (await refused.json()) as ProblemDocument;
   assert.deepEqual(
-    problem.errors.map((e) => e.field),
+    problem.errors?.map((e) => e.field),
     ['karras'],
   );
 });

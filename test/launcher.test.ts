@@ -2,18 +2,21 @@
 // model, API and worker as child processes. Checks what a first-time user does: read the
 // printed key and curl, submit, fetch the image, Ctrl-C.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { type LogRecord, parseLogLine, spawnChild } from '../bin/local/service-process.ts';
+import { processAlive } from '../bin/testing.ts';
+import {
+  API_STOPPED,
+  GENERATION_SUCCEEDED,
+  WEBHOOK_SENDER_STOPPED,
+  WORKER_STOPPED,
+} from '../shared/log-events.ts';
 
-const root = fileURLToPath(new URL('../', import.meta.url));
 let dataDir = '';
 let group = 0;
 
@@ -27,64 +30,31 @@ after(async () => {
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 test('easel start runs the whole service with no configuration and stops cleanly on Ctrl-C', async () => {
   dataDir = await mkdtemp(join(tmpdir(), 'easel-start-'));
   const env: NodeJS.ProcessEnv = { ...process.env, EASEL_DATA_DIR: dataDir, PORT: '0', WARMUP_SIZE: '64' };
   for (const name of ['DATABASE_URL', 'S3_ENDPOINT', 'MODEL_DIR', 'EASEL_API_KEY']) delete env[name];
   // In a process group of its own, like a command started from a shell, so that Ctrl-C can be
   // reproduced the way a terminal does it: SIGINT to every process of the group at once.
-  const child = spawn(process.execPath, ['bin/easel.js', 'start'], {
-    cwd: root,
+  const launcher = spawnChild({
+    args: ['bin/easel.js', 'start'],
     env,
-    stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
+    name: 'easel start',
+    capture: true,
+    keep: Number.POSITIVE_INFINITY,
   });
-  group = child.pid ?? 0;
-  const exited = once(child, 'exit');
+  group = launcher.child.pid ?? 0;
 
-  // Not a terminal: the services' log lines come through as JSON lines, unchanged.
-  const logLines: string[] = [];
-  const logWaiters: { match: (line: string) => boolean; resolve: () => void }[] = [];
-  createInterface({ input: child.stdout }).on('line', (line) => {
-    logLines.push(line);
-    for (const waiter of [...logWaiters]) {
-      if (waiter.match(line)) {
-        logWaiters.splice(logWaiters.indexOf(waiter), 1);
-        waiter.resolve();
-      }
-    }
-  });
-  const waitForLog = (match: (line: string) => boolean) =>
-    new Promise<void>((resolve) => {
-      if (logLines.some(match)) resolve();
-      else logWaiters.push({ match, resolve });
-    });
-
-  // The launcher's banner goes to stderr: wait for the line with the URL, then the key.
-  let url = '';
-  let key = '';
-  let banner = '';
-  const stderr = createInterface({ input: child.stderr });
-  for await (const line of stderr) {
-    banner += `${line}\n`;
-    url ||= /Easel is running at (\S+)/.exec(line)?.[1] ?? '';
-    key ||= /API key: (\S+)/.exec(line)?.[1] ?? '';
-    if (line.includes('Ctrl-C stops everything')) break;
-    if (line.includes('easel start failed')) assert.fail(banner);
-  }
-  let rest = '';
-  child.stderr.on('data', (chunk) => {
-    rest += chunk;
-  });
+  // The launcher's banner goes to stderr: wait for its last line, then read the URL and the key.
+  const last = await launcher.waitForLine(
+    (line) => line.includes('Ctrl-C stops everything') || line.includes('easel start failed'),
+    'its banner',
+  );
+  const banner = launcher.stderr();
+  if (last.includes('easel start failed')) assert.fail(banner);
+  const url = /Easel is running at (\S+)/.exec(banner)?.[1] ?? '';
+  const key = /API key: (\S+)/.exec(banner)?.[1] ?? '';
   assert.match(url, /^http:\/\/localhost:\d+$/);
   assert.match(key, /^esl_/);
   assert.match(banner, /curl -s -X POST/);
@@ -105,8 +75,8 @@ test('easel start runs the whole service with no configuration and stops cleanly
   assert.equal(created.status, 202);
   const { id } = (await created.json()) as { id: string };
 
-  // The launcher forwards the worker's JSON log lines on stdout: wait for this generation's.
-  await waitForLog((line) => line.includes('"generation succeeded"') && line.includes(id));
+  // The launcher forwards the worker's JSON log lines on stdout (not a terminal: as they are).
+  await launcher.waitForLog(GENERATION_SUCCEEDED, (line) => line.generation_id === id, { past: true });
   const done = (await (await fetch(`${url}/v1/generations/${id}`, { headers })).json()) as {
     status: string;
     outputs: { url: string }[];
@@ -121,18 +91,21 @@ test('easel start runs the whole service with no configuration and stops cleanly
   const postgresPid = Number(
     readFileSync(join(dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0],
   );
-  assert.ok(alive(postgresPid));
+  assert.ok(processAlive(postgresPid));
   process.kill(-group, 'SIGINT');
-  const [code] = await exited;
+  const { code } = await launcher.exited;
   group = 0;
-  assert.equal(code, 0, rest);
-  assert.match(rest, /stopping…\nstopped\n$/);
-  assert.equal(alive(postgresPid), false, 'Postgres has stopped');
+  assert.equal(code, 0, launcher.stderr());
+  assert.match(launcher.stderr(), /stopping…\nstopped\n$/);
+  assert.equal(processAlive(postgresPid), false, 'Postgres has stopped');
 
-  const entries = logLines.map((line) => JSON.parse(line) as { level: number; msg: string });
-  const errors = entries.filter((e) => e.level >= 50);
+  const entries = launcher.recent().flatMap((line): LogRecord[] => {
+    const r = parseLogLine(line);
+    return r ? [r] : [];
+  });
+  const errors = entries.filter((e) => Number(e.level) >= 50);
   assert.deepEqual(errors, [], 'no error-level lines while stopping');
-  for (const msg of ['api stopped', 'worker stopped', 'webhook sender stopped']) {
+  for (const msg of [API_STOPPED, WORKER_STOPPED, WEBHOOK_SENDER_STOPPED]) {
     assert.ok(
       entries.some((e) => e.msg === msg),
       msg,

@@ -5,6 +5,7 @@
 // API-created job then waited for the 2 s poll.)
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { GENERATION_SUCCEEDED } from '../shared/log-events.ts';
 import { type Stack, startStack } from './harness/stack.ts';
 
 let stack: Stack;
@@ -32,7 +33,7 @@ test('an idle worker starts each API-created generation on the wake-up, not on i
     });
     assert.equal(res.status, 202, await res.clone().text());
     const { id } = (await res.json()) as { id: string };
-    await worker.waitForLog('generation succeeded', (line) => line.generation_id === id);
+    await worker.waitForLog(GENERATION_SUCCEEDED, (line) => line.generation_id === id);
     const done = (await (await stack.request(`/v1/generations/${id}`)).json()) as {
       created_at: string;
       started_at: string;

@@ -5,8 +5,15 @@ import { createServer, type IncomingHttpHeaders, type Server, type ServerRespons
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { Webhook } from 'standardwebhooks';
+import type { z } from 'zod';
+import type { WebhookEvent } from '../api/webhooks.openapi.ts';
 import { cleanEnv, runEasel } from '../bin/testing.ts';
 import { findWebhookEvent } from '../db/webhooks.repository.ts';
+import {
+  WEBHOOK_ATTEMPT_FAILED,
+  WEBHOOK_SKIPPED_DISABLED,
+  WEBHOOK_URL_DISABLED,
+} from '../shared/log-events.ts';
 import { type Stack, startStack } from './harness/stack.ts';
 
 const SENDER_ENV = {
@@ -21,7 +28,7 @@ interface Received {
   signature: string;
   body: string;
   headers: IncomingHttpHeaders;
-  payload: { type: string; timestamp: string; data: { id: string; status: string; outputs: unknown[] } };
+  payload: z.infer<typeof WebhookEvent>;
 }
 
 /** What the receiver does with its n-th request (0-based); default 200. */
@@ -334,7 +341,7 @@ test('410: later events to the URL are skipped and listed (same generation, late
     const [started] = await receiver.waitFor(1);
     assert.equal(started?.payload.type, 'generation.started');
     await logUntil(id, (l) => l[0]?.outcome === 'gone');
-    const disabledLine = await senderLine((l) => l.msg === 'webhook URL disabled' && l.generation_id === id);
+    const disabledLine = await senderLine((l) => l.msg === WEBHOOK_URL_DISABLED && l.generation_id === id);
     assert.equal(disabledLine.url, receiver.url);
 
     // The same generation's next event: written after the 410, skipped when written.
@@ -378,7 +385,7 @@ test('410: later events to the URL are skipped and listed (same generation, late
       ],
     );
     const skippedLine = await senderLine(
-      (l) => l.msg === 'webhook skipped: URL disabled' && l.webhook_id === started?.id,
+      (l) => l.msg === WEBHOOK_SKIPPED_DISABLED && l.webhook_id === started?.id,
     );
     assert.equal(skippedLine.outcome, 'skipped_disabled');
 
@@ -461,7 +468,7 @@ test('the last scheduled attempt of a retryable failure is `exhausted`, not `ret
     assert.equal(log.at(-1)?.next_attempt_at, null);
     assert.equal(log.at(-1)?.status_code, 500);
     const line = await senderLine(
-      (l) => l.msg === 'webhook attempt failed' && l.generation_id === id && l.attempt === attempts,
+      (l) => l.msg === WEBHOOK_ATTEMPT_FAILED && l.generation_id === id && l.attempt === attempts,
     );
     assert.equal(line.outcome, 'exhausted');
     assert.equal(line.next_attempt_at, null);

@@ -7,6 +7,13 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { freePort } from '../bin/local/embedded-postgres.ts';
 import { findGeneration } from '../db/generations.repository.ts';
+import {
+  GENERATION_ATTEMPT_FAILED,
+  GENERATION_FAILED,
+  GENERATION_STARTED,
+  GENERATION_SUCCEEDED,
+  WORKER_HEALTH_LISTENING,
+} from '../shared/log-events.ts';
 import { startS3ServerProcess } from './harness/s3-server.ts';
 import { type Stack, startStack } from './harness/stack.ts';
 
@@ -25,7 +32,7 @@ const byId = (id: string) => (line: Record<string, unknown>) => line.generation_
 test('the worker reports readiness only with its models loaded, naming provider and model', async (t) => {
   const worker = await stack.startWorker({ HEALTH_PORT: '0' });
   t.after(() => worker.stop());
-  const listening = worker.recent().find((line) => line.includes('worker health listening'));
+  const listening = worker.recent().find((line) => line.includes(WORKER_HEALTH_LISTENING));
   assert.ok(listening, 'health listener logged its address before readiness');
   const url = String(JSON.parse(listening).url);
   assert.equal((await fetch(`${url}/healthz`)).status, 200);
@@ -44,7 +51,7 @@ test('the worker reports readiness only with its models loaded, naming provider 
 
   // One job, then the metrics say what it cost and how it ended.
   const id = await stack.enqueue({ steps: 3 });
-  await worker.waitForLog('generation succeeded', byId(id));
+  await worker.waitForLog(GENERATION_SUCCEEDED, byId(id));
   // Outcomes are counted once pg-boss has the job settled, just after the log line.
   let scrape = '';
   for (const deadline = Date.now() + 5_000; Date.now() < deadline; ) {
@@ -76,14 +83,18 @@ test('worker readiness fails, naming the check, while the object store is unreac
   const url = String(
     worker
       .recent()
-      .map((l) => (l.includes('worker health listening') ? JSON.parse(l).url : undefined))
+      .map((l) => (l.includes(WORKER_HEALTH_LISTENING) ? JSON.parse(l).url : undefined))
       .find(Boolean),
   );
   assert.equal((await fetch(`${url}/readyz`)).status, 200);
   await s3.stop();
   const down = await fetch(`${url}/readyz`);
   assert.equal(down.status, 503);
-  const body = (await down.json()) as { checks: Record<string, string> };
+  // The readiness shape every process shares (shared/readiness.ts): a problem naming the checks.
+  assert.equal(down.headers.get('content-type'), 'application/problem+json');
+  const body = (await down.json()) as { code: string; detail: string; checks: Record<string, string> };
+  assert.equal(body.code, 'service_unavailable');
+  assert.equal(body.detail, 'Not ready: object_store.');
   assert.equal(body.checks.models, 'ok');
   assert.equal(body.checks.database, 'ok');
   assert.notEqual(body.checks.object_store, 'ok');
@@ -105,7 +116,7 @@ test('a permanent failure (input the model rejects) fails the generation at once
   t.after(() => worker.stop());
   // 100 is not a multiple of 8: the API would refuse it, the pipeline refuses it too.
   const id = await stack.enqueue({ width: 100, height: 64 });
-  await worker.waitForLog('generation failed', byId(id));
+  await worker.waitForLog(GENERATION_FAILED, byId(id));
   const row = await findGeneration(stack.database.db, id);
   assert.equal(row?.status, 'failed');
   assert.equal(row?.error_code, 'invalid_generation_input');
@@ -117,9 +128,9 @@ test('SIGTERM lets the running job finish within the grace period, then the work
   const worker = await stack.startWorker({ SHUTDOWN_GRACE_SECONDS: '120' });
   // Long enough (~1 s of denoising here) that SIGTERM lands mid-job.
   const id = await stack.enqueue({ steps: 1000, width: 512, height: 512 });
-  await worker.waitForLog('generation started', byId(id));
+  await worker.waitForLog(GENERATION_STARTED, byId(id));
   const exit = worker.stop('SIGTERM');
-  await worker.waitForLog('generation succeeded', byId(id));
+  await worker.waitForLog(GENERATION_SUCCEEDED, byId(id));
   assert.equal(await exit, 0);
   assert.equal((await findGeneration(stack.database.db, id))?.status, 'succeeded');
 });
@@ -128,9 +139,9 @@ test('SIGTERM past the grace period hands the job back to the queue; another wor
   const first = await stack.startWorker({ SHUTDOWN_GRACE_SECONDS: '0' });
   t.after(() => first.stop());
   const id = await stack.enqueue({ steps: 1000, width: 2048, height: 2048 });
-  await first.waitForLog('generation started', byId(id));
+  await first.waitForLog(GENERATION_STARTED, byId(id));
   const exited = first.stop('SIGTERM');
-  await first.waitForLog('generation attempt failed; will retry', byId(id));
+  await first.waitForLog(GENERATION_ATTEMPT_FAILED, byId(id));
   assert.equal(await exited, 0);
   const row = await findGeneration(stack.database.db, id);
   assert.equal(row?.status, 'queued', 'an interrupted job is visible as waiting again, not stuck running');
@@ -143,7 +154,7 @@ test('SIGTERM past the grace period hands the job back to the queue; another wor
     .execute();
   const second = await stack.startWorker();
   t.after(() => second.stop());
-  await second.waitForLog('generation succeeded', byId(id));
+  await second.waitForLog(GENERATION_SUCCEEDED, byId(id));
   const done = await findGeneration(stack.database.db, id);
   assert.equal(done?.status, 'succeeded');
   assert.equal(done?.attempts, 2);
@@ -154,7 +165,7 @@ test('the job timeout aborts the denoising loop; the last attempt fails with cod
   t.after(() => worker.stop());
   // About ten times longer than the 1 s timeout here: only the timeout's AbortSignal can end it in time.
   const id = await stack.enqueue({ steps: 1000, width: 2048, height: 2048 });
-  const failed = await worker.waitForLog('generation failed', byId(id));
+  const failed = await worker.waitForLog(GENERATION_FAILED, byId(id));
   assert.equal(failed.code, 'timeout');
   const row = await findGeneration(stack.database.db, id);
   assert.equal(row?.status, 'failed');
@@ -170,11 +181,11 @@ test('storage down during upload: the attempt is retried with backoff and succee
   await s3.stop();
 
   const id = await stack.enqueue({ steps: 2 });
-  const failed = await worker.waitForLog('generation attempt failed; will retry', byId(id));
+  const failed = await worker.waitForLog(GENERATION_ATTEMPT_FAILED, byId(id));
   assert.equal(failed.code, 'storage_unavailable');
   s3 = await startS3ServerProcess(s3env);
   try {
-    await worker.waitForLog('generation succeeded', byId(id));
+    await worker.waitForLog(GENERATION_SUCCEEDED, byId(id));
     const row = await findGeneration(stack.database.db, id);
     assert.equal(row?.status, 'succeeded');
     assert.ok((row?.attempts ?? 0) >= 2);

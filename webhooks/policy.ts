@@ -7,27 +7,44 @@ import { parseAllowedHosts, type WebhookTargetPolicy } from './ssrf.ts';
 export const DEFAULT_RETRY_SCHEDULE = '0,5,300,1800,7200,18000,36000,50400,72000,86400';
 
 export const webhookPolicyEnv = {
-  /** Allow webhooks to loopback/private/link-local addresses (development and tests only). */
-  WEBHOOK_ALLOW_PRIVATE: envBoolean.default(false),
-  /** Comma-separated hostnames, IP addresses or CIDR ranges allowed despite the address rules. */
-  WEBHOOK_ALLOWED_HOSTS: z.string().default(''),
+  WEBHOOK_ALLOW_PRIVATE: envBoolean
+    .default(false)
+    .describe('Allow loopback, private and link-local webhook targets (local use and tests only)'),
+  WEBHOOK_ALLOWED_HOSTS: z
+    .string()
+    .default('')
+    .describe('Comma-separated hostnames, IP addresses or CIDR ranges allowed despite the address rules'),
 };
 
 export const webhookSenderEnv = {
   ...webhookPolicyEnv,
-  /** Per-attempt timeout (connect + response), in seconds. */
-  WEBHOOK_TIMEOUT_SECONDS: z.coerce.number().min(0.1).max(120).default(10),
-  /** Delays in seconds before each attempt, the first usually 0; its length is the attempt limit. */
+  WEBHOOK_TIMEOUT_SECONDS: z.coerce
+    .number()
+    .min(0.1)
+    .max(120)
+    .default(10)
+    .describe('Timeout of one delivery attempt (connect + response), seconds'),
   WEBHOOK_RETRY_SCHEDULE: z
     .string()
     .default(DEFAULT_RETRY_SCHEDULE)
     .refine((v) => parseRetrySchedule(v) !== undefined, {
       message: 'must be comma-separated non-negative numbers of seconds',
-    }),
-  /** Deliveries one sender process makes at once. */
-  WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
-  /** How often a sender looks for deliveries a crashed sender left unfinished, in seconds. */
-  WEBHOOK_RECOVERY_SECONDS: z.coerce.number().int().min(1).max(3600).default(30),
+    })
+    .describe('Delays in seconds before each attempt, the first usually 0; its length is the attempt limit'),
+  WEBHOOK_CONCURRENCY: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(256)
+    .default(8)
+    .describe('Deliveries one sender process makes at once'),
+  WEBHOOK_RECOVERY_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(3600)
+    .default(30)
+    .describe('How often a sender looks for deliveries a crashed sender left unfinished, seconds'),
 };
 
 export function parseRetrySchedule(value: string): number[] | undefined {

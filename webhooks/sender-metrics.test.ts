@@ -1,4 +1,4 @@
-// The webhook sender process with METRICS_PORT set: real attempts (a receiver that accepts, one
+// The webhook sender process with HEALTH_PORT set: real attempts (a receiver that accepts, one
 // that is gone, one that fails, then fails a redelivery) show up on its /metrics by outcome;
 // /readyz and /healthz answer.
 import assert from 'node:assert/strict';
@@ -6,6 +6,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import type { ServiceProcess } from '../bin/local/service-process.ts';
+import { WEBHOOK_ATTEMPT_FAILED, WEBHOOK_DELIVERED } from '../shared/log-events.ts';
 import { type Stack, startStack } from '../test/harness/stack.ts';
 import { loadSenderConfig } from './config.ts';
 
@@ -29,7 +30,7 @@ before(async () => {
   stack = await startStack('sender_metrics', { WEBHOOK_ALLOW_PRIVATE: 'true' });
   await stack.startApi();
   // A second attempt an hour later: nothing is retried behind the test's back.
-  sender = await stack.startWebhookSender({ METRICS_PORT: '0', WEBHOOK_RETRY_SCHEDULE: '0,3600' });
+  sender = await stack.startWebhookSender({ HEALTH_PORT: '0', WEBHOOK_RETRY_SCHEDULE: '0,3600' });
   metricsUrl = String(sender.ready.metrics_url);
 });
 
@@ -65,14 +66,14 @@ test('the ready line names the metrics URL; /healthz and /readyz answer', async 
   assert.equal(health.status, 200);
   const ready = await fetch(`${metricsUrl}/readyz`);
   assert.equal(ready.status, 200);
-  assert.deepEqual(await ready.json(), { status: 'ready', database: 'ok' });
+  assert.deepEqual(await ready.json(), { status: 'ready', checks: { queue: 'ok', database: 'ok' } });
 });
 
 test('each attempt is counted and timed by its outcome', async () => {
   for (const [path, outcome, msg] of [
-    ['/ok', 'delivered', 'webhook delivered'],
-    ['/gone', 'gone', 'webhook attempt failed'],
-    ['/broken', 'retry', 'webhook attempt failed'],
+    ['/ok', 'delivered', WEBHOOK_DELIVERED],
+    ['/gone', 'gone', WEBHOOK_ATTEMPT_FAILED],
+    ['/broken', 'retry', WEBHOOK_ATTEMPT_FAILED],
   ] as const) {
     const logged = sender.waitForLog(msg, (l) => l.outcome === outcome);
     const id = await cancelWithWebhook(path);
@@ -89,7 +90,7 @@ test('each attempt is counted and timed by its outcome', async () => {
     log.data.map((d) => d.outcome),
     ['retry'],
   );
-  const exhausted = sender.waitForLog('webhook attempt failed', (l) => l.outcome === 'exhausted');
+  const exhausted = sender.waitForLog(WEBHOOK_ATTEMPT_FAILED, (l) => l.outcome === 'exhausted');
   const redeliver = await stack.request(`/v1/webhook-deliveries/${log.data[0]?.id}/redeliver`, {
     method: 'POST',
   });
@@ -116,10 +117,15 @@ test('each attempt is counted and timed by its outcome', async () => {
   assert.doesNotMatch(text, /skipped_disabled/);
 });
 
-test('without METRICS_PORT the sender listens on nothing; METRICS_HOST defaults to loopback', () => {
+test('without HEALTH_PORT the sender listens on nothing; HEALTH_HOST defaults to loopback', () => {
   const config = loadSenderConfig({ DATABASE_URL: stack.database.url });
-  assert.equal(config.METRICS_PORT, undefined);
-  assert.equal(config.METRICS_HOST, '127.0.0.1');
+  assert.equal(config.HEALTH_PORT, undefined);
+  assert.equal(config.HEALTH_HOST, '127.0.0.1');
+  assert.throws(
+    () => loadSenderConfig({ DATABASE_URL: stack.database.url, HEALTH_PORT: 'nine' }),
+    /HEALTH_PORT/,
+  );
+  // The old name is checked as strictly.
   assert.throws(
     () => loadSenderConfig({ DATABASE_URL: stack.database.url, METRICS_PORT: 'nine' }),
     /METRICS_PORT/,

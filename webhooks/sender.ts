@@ -4,7 +4,6 @@
 import { sql } from 'kysely';
 import type { Job, PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
-import { toResource } from '../api/generations.handlers.ts';
 import type { Db } from '../db/connect.ts';
 import type { WebhookDeliveryOutcome, WebhookEventStatus } from '../db/types.ts';
 import { sendWebhookJob, webhookJob } from '../db/webhook-queue.ts';
@@ -19,6 +18,13 @@ import {
   recordSkippedAttempt,
   recordWebhookAttempt,
 } from '../db/webhooks.repository.ts';
+import { toResource } from '../shared/generation-resource.ts';
+import {
+  WEBHOOK_ATTEMPT_FAILED,
+  WEBHOOK_DELIVERED,
+  WEBHOOK_SKIPPED_DISABLED,
+  WEBHOOK_URL_DISABLED,
+} from '../shared/log-events.ts';
 import type { ObjectStore } from '../shared/object-store.ts';
 import { type AttemptResult, postWebhook } from './deliver.ts';
 import { webhookHeaders } from './signing.ts';
@@ -104,7 +110,7 @@ export function createWebhookSender(deps: SenderDeps) {
         error: disabledUrlReason(disabled),
       };
       if (!skipped) log.warn(fields, 'webhook attempt already recorded by another sender');
-      else log.info(fields, 'webhook skipped: URL disabled');
+      else log.info(fields, WEBHOOK_SKIPPED_DISABLED);
       return 'skipped_disabled';
     }
     const secrets = await getWebhookSecrets(db, event.api_key_id);
@@ -165,8 +171,8 @@ export function createWebhookSender(deps: SenderDeps) {
       next_attempt_at: nextAt?.toISOString() ?? null,
     };
     if (!recorded.recorded) log.warn(fields, 'webhook attempt already recorded by another sender');
-    else if (result.kind === 'delivered') log.info(fields, 'webhook delivered');
-    else log.warn(fields, 'webhook attempt failed');
+    else if (result.kind === 'delivered') log.info(fields, WEBHOOK_DELIVERED);
+    else log.warn(fields, WEBHOOK_ATTEMPT_FAILED);
     if (recorded.disabled) {
       log.warn(
         {
@@ -175,7 +181,7 @@ export function createWebhookSender(deps: SenderDeps) {
           disabled_url_id: recorded.disabled.disabled.id,
           skipped_events: recorded.disabled.skipped,
         },
-        'webhook URL disabled',
+        WEBHOOK_URL_DISABLED,
       );
     }
     return outcome;

@@ -4,6 +4,7 @@ import { randomInt } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import {
+  GENERATION_LIMITS,
   KARRAS_SCHEDULER_CHOICES,
   SCHEDULER_CHOICES,
   type SchedulerChoice,
@@ -45,7 +46,7 @@ export const generateUsage = `usage: easel generate --model DIR --prompt TEXT --
                            prompt_truncated, files, timings in ms) instead of a summary
 `;
 
-const MAX_SEED = 0xffff_ffff;
+const { side, seed: seedRange } = GENERATION_LIMITS;
 const TRANSLATE_MODES = ['auto', 'always', 'off'] as const;
 const PROVIDERS = ['cpu', 'cuda'] as const;
 
@@ -69,13 +70,16 @@ export async function generateCommand(args: string[]): Promise<void> {
   if (prompt === undefined || prompt.trim() === '') throw new UsageError('--prompt is required');
   const negativePrompt = values['negative-prompt'] ?? '';
   const out = requireFlag(values.out, '--out');
-  const width = intFlag(values.width, '--width', 512, 8, 4096);
-  const height = intFlag(values.height, '--height', 512, 8, 4096);
+  // Down to one latent cell (the service's requests start at side.min), up to the contract's limit.
+  const width = intFlag(values.width, '--width', side.default, side.multipleOf, side.max);
+  const height = intFlag(values.height, '--height', side.default, side.multipleOf, side.max);
   for (const [flag, value] of [
     ['--width', width],
     ['--height', height],
   ] as const) {
-    if (value % 8 !== 0) throw new UsageError(`${flag} must be a multiple of 8, got ${value}`);
+    if (value % side.multipleOf !== 0) {
+      throw new UsageError(`${flag} must be a multiple of ${side.multipleOf}, got ${value}`);
+    }
   }
   const steps = intFlag(values.steps, '--steps', 25, 1, 1000);
   const guidanceScale = numberFlag(values.guidance, '--guidance', 7.5, 0, 100);
@@ -91,7 +95,9 @@ export async function generateCommand(args: string[]): Promise<void> {
       ? undefined
       : choiceFlag<SchedulerChoice>(values.scheduler, '--scheduler', SCHEDULER_CHOICES, 'euler');
   const seed =
-    values.seed === undefined ? randomInt(0, MAX_SEED + 1) : intFlag(values.seed, '--seed', 0, 0, MAX_SEED);
+    values.seed === undefined
+      ? randomInt(seedRange.min, seedRange.max + 1)
+      : intFlag(values.seed, '--seed', 0, seedRange.min, seedRange.max);
   const files = outputFiles(out, numImages);
 
   await requireDir(modelDir, 'model');

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { SCHEDULER_CHOICES } from '../../shared/generation-contract.ts';
+import { GENERATION_LIMITS, SCHEDULER_CHOICES } from '../../shared/generation-contract.ts';
 import { createProgressBar, formatDuration, type ProgressBar } from '../progress.ts';
 import { createClient, type EaselClient, type Generation, TERMINAL } from '../remote/client.ts';
 import {
@@ -52,7 +52,6 @@ Server-side failures print one line, \`code: detail\`, and exit 1.
 const POLL_MS = 500;
 /** Long enough to save requests, short enough that a dropped connection is noticed. */
 const SERVER_WAIT_SECONDS = 30;
-const MAX_SEED = 0xffff_ffff;
 const MAX_INT = 1_000_000;
 
 /** The request body: only the options given, so the server's defaults apply to the rest. */
@@ -72,7 +71,8 @@ function requestBody(prompt: string, values: Record<string, string | boolean | u
   if (str('negative-prompt') !== undefined) body.negative_prompt = str('negative-prompt');
   if (str('guidance') !== undefined)
     body.guidance_scale = numberFlag(str('guidance'), '--guidance', 0, 0, MAX_INT);
-  if (str('seed') !== undefined) body.seed = intFlag(str('seed'), '--seed', 0, 0, MAX_SEED);
+  if (str('seed') !== undefined)
+    body.seed = intFlag(str('seed'), '--seed', 0, GENERATION_LIMITS.seed.min, GENERATION_LIMITS.seed.max);
   // Passed on as given: the server knows which samplers it has and says so in its 422.
   if (str('scheduler') !== undefined) body.scheduler = str('scheduler');
   if (values.karras) body.karras = true;

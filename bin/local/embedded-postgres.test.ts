@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import pg from 'pg';
+import { processAlive } from '../testing.ts';
 import { type LocalPostgres, startLocalPostgres } from './embedded-postgres.ts';
 
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -30,15 +31,6 @@ function processGroup(pid: number): number {
   return Number(execFileSync('ps', ['-o', 'pgid=', '-p', String(pid)], { encoding: 'utf8' }).trim());
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 test('with ownProcessGroup the server leads a process group of its own, and stop() ends it', async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'easel-pg-group-'));
   cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
@@ -52,7 +44,7 @@ test('with ownProcessGroup the server leads a process group of its own, and stop
   assert.equal(server.relocated, undefined);
   assert.deepEqual(await query(server.url, 'select 1 as one'), [{ one: 1 }]);
   await server.stop();
-  assert.equal(alive(pid), false);
+  assert.equal(processAlive(pid), false);
   assert.equal(existsSync(join(server.databaseDir, 'postmaster.pid')), false, 'a clean shutdown');
 });
 

@@ -11,7 +11,7 @@ import { migrateToLatest } from '../../db/migrate.ts';
 import { startLocalPostgres } from './embedded-postgres.ts';
 import { formatLogLine } from './log-format.ts';
 import { startLocalS3Server } from './s3-server.ts';
-import { type ServiceProcess, startService } from './service-process.ts';
+import { type ServiceName, type ServiceProcess, startService } from './service-process.ts';
 
 function say(line: string) {
   process.stderr.write(`${line}\n`);
@@ -108,40 +108,17 @@ export async function runLocal(): Promise<void> {
     };
     const forward = logForwarder();
     say('loading models and starting the worker …');
+    // Each service runs as a process of its own, as deployed, in this process group: Ctrl-C
+    // reaches them all at once, and one that exits unexpectedly stops the rest (stopAll).
+    const start = (name: ServiceName, label: string) =>
+      startService({ name, env, onLine: forward(label), onSpawn }).then((s) => {
+        services.push(s);
+        return s;
+      });
     const [api] = await Promise.all([
-      startService({
-        name: 'api',
-        script: 'api/main.ts',
-        env,
-        readyMsg: 'api listening',
-        onLine: forward('api'),
-        onSpawn,
-      }).then((s) => {
-        services.push(s);
-        return s;
-      }),
-      startService({
-        name: 'worker',
-        script: 'gpu-worker/main.ts',
-        env,
-        readyMsg: 'worker ready',
-        onLine: forward('worker'),
-        onSpawn,
-      }).then((s) => {
-        services.push(s);
-        return s;
-      }),
-      startService({
-        name: 'webhook-sender',
-        script: 'webhooks/main.ts',
-        env,
-        readyMsg: 'webhook sender ready',
-        onLine: forward('webhooks'),
-        onSpawn,
-      }).then((s) => {
-        services.push(s);
-        return s;
-      }),
+      start('api', 'api'),
+      start('worker', 'worker'),
+      start('webhook-sender', 'webhooks'),
     ]);
     for (const service of services) {
       service.child.on('exit', (code) => {

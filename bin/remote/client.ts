@@ -4,37 +4,33 @@
 
 import { createHash } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
+import type { GenerationOutputResource, GenerationResource } from '../../shared/generation.schemas.ts';
 import { CliError, describeError } from '../commands/cli.ts';
 
-export interface GenerationOutput {
-  index: number;
-  url: string;
-  width: number;
-  height: number;
-  content_type: string;
-  bytes: number;
-  sha256: string;
-}
+/** An output as the resource lists it (its presigned `url`, size and hash). */
+export type GenerationOutput = GenerationOutputResource;
 
-/** The fields of the Generation resource the CLI reads; progress and eta are newer and optional. */
-export interface Generation {
-  id: string;
-  status: 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
-  width: number;
-  height: number;
-  steps: number;
-  seed: number;
-  scheduler?: string | null;
-  queue_position?: number | null;
-  progress?: { step: number; total: number } | null;
-  eta?: string | null;
-  cancel_requested?: boolean;
-  outputs: GenerationOutput[];
-  error?: { code: string; message: string } | null;
-  started_at?: string | null;
-  finished_at?: string | null;
-  [field: string]: unknown;
-}
+/**
+ * The Generation resource as the CLI reads it: the fields it needs, with the newer ones (progress,
+ * eta, cancel_requested, …) optional so that an older server still works.
+ */
+export type Generation = Pick<
+  GenerationResource,
+  'id' | 'status' | 'width' | 'height' | 'steps' | 'seed' | 'outputs'
+> &
+  Partial<
+    Pick<
+      GenerationResource,
+      | 'scheduler'
+      | 'queue_position'
+      | 'progress'
+      | 'eta'
+      | 'cancel_requested'
+      | 'error'
+      | 'started_at'
+      | 'finished_at'
+    >
+  >;
 
 export const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
 

@@ -342,7 +342,6 @@ try {
       start: () =>
         startService({
           name: 'api',
-          script: 'api/main.ts',
           env: {
             ...baseEnv,
             S3_ENDPOINT: s3.endpoint,
@@ -354,7 +353,6 @@ try {
             MAX_IN_FLIGHT_PER_KEY: '1000000',
             MAX_QUEUED: '10000000',
           },
-          readyMsg: 'api listening',
         }),
     },
   ];

@@ -1,6 +1,8 @@
 // Queue headroom benchmark: can one Postgres feed 100 GPU workers? 100 simulated workers (split
 // over a few processes, test/bench/queue-headroom.worker.ts) run the project's queue contract
-// against a pre-filled backlog of real generations rows and pg-boss jobs ({v:1, generation_id}).
+// against a backlog created through the real API (POST /v1/generations). The workers are
+// simulated because this machine has no 100 GPUs: each fetches, claims and completes exactly as
+// the real worker's queue loop does, with a sleep in place of the model.
 // Each job holds its worker for 240 ms of simulated GPU time, so the ceiling is 100/0.24 =
 // 416.7 jobs/s; what the queue costs shows as the gap to it.
 //   goals: sustained ≥ 400 jobs/s; pickup latency p95 ≤ 50 ms (a worker becoming free → it
@@ -8,20 +10,19 @@
 //   BENCH_WORKERS (100), BENCH_WORKER_PROCS (2), BENCH_GPU_MS (240), BENCH_DURATION (s, 20),
 //   BENCH_WARMUP (s, 3), BENCH_BOSS_POOL (10 per process), BENCH_DB_POOL (5 per process)
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomInt, randomUUID } from 'node:crypto';
+import { randomInt } from 'node:crypto';
 import { once } from 'node:events';
 import { sql } from 'kysely';
+import { startService } from '../../bin/local/service-process.ts';
 import { createApiKey } from '../../db/api-keys.repository.ts';
-import { insertGenerations } from '../../db/generations.repository.ts';
 import {
   createBoss,
   DEFAULT_QUEUE_POLICY,
-  enqueueGenerations,
   ensureGenerationQueue,
   GENERATION_QUEUE,
   PGBOSS_SCHEMA,
 } from '../../db/queue.ts';
-import type { NewGeneration } from '../../db/types.ts';
+import { API_LISTENING } from '../../shared/log-events.ts';
 import { createTestDatabase } from '../harness/database.ts';
 import {
   type BenchRow,
@@ -84,36 +85,53 @@ try {
   await boss.start();
   // As the worker creates it (with its policy: retries, heartbeat, notify).
   await ensureGenerationQueue(boss, DEFAULT_QUEUE_POLICY);
-  const { apiKey } = await createApiKey(db, { name: 'bench' });
+  const { key } = await createApiKey(db, { name: 'bench' });
 
-  // The backlog, written as the API's batched create path writes it (rows and jobs in one
-  // transaction, the job id being the generation id), a thousand at a time.
-  process.stderr.write(`queue-headroom: pre-filling ${BACKLOG} generations + jobs\n`);
+  // The backlog, created the way users create generations: POST /v1/generations on the real
+  // API process (32 requests in flight), which writes rows and jobs in its batched transactions.
+  process.stderr.write(`queue-headroom: creating ${BACKLOG} generations through the API\n`);
+  const api = await startService({
+    name: 'api',
+    script: 'api/main.ts',
+    env: {
+      ...process.env,
+      DATABASE_URL: database.url,
+      // Creates never touch the object store; nothing here reads an image.
+      S3_ENDPOINT: 'http://127.0.0.1:9',
+      PORT: '0',
+      // info: the ready line the bench waits for is an info line.
+      LOG_LEVEL: 'info',
+      MAX_IN_FLIGHT_PER_KEY: String(BACKLOG),
+      MAX_QUEUED: String(BACKLOG),
+    },
+    readyMsg: API_LISTENING,
+  });
   const fillStart = performance.now();
-  for (let done = 0; done < BACKLOG; done += 1000) {
-    const batch: (NewGeneration & { id: string })[] = Array.from(
-      { length: Math.min(1000, BACKLOG - done) },
-      () => ({
-        id: randomUUID(),
-        api_key_id: apiKey.id,
-        prompt: 'a lighthouse on a cliff at dawn, oil painting',
-        negative_prompt: 'blurry',
-        width: 512,
-        height: 512,
-        steps: 25,
-        guidance_scale: 7.5,
-        num_images: 1,
-        seed: randomInt(0, 2 ** 32),
-      }),
-    );
-    await db.transaction().execute(async (trx) => {
-      await insertGenerations(trx, batch);
-      await enqueueGenerations(
-        boss,
-        trx,
-        batch.map((row) => row.id),
-      );
-    });
+  try {
+    const url = `${String(api.ready.url)}/v1/generations`;
+    let next = 0;
+    const creator = async () => {
+      while (next < BACKLOG) {
+        next++;
+        const res = await fetch(url, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({
+            prompt: 'a lighthouse on a cliff at dawn, oil painting',
+            negative_prompt: 'blurry',
+            width: 512,
+            height: 512,
+            steps: 25,
+            seed: randomInt(0, 2 ** 32),
+          }),
+        });
+        if (res.status !== 202) throw new Error(`create answered ${res.status}: ${await res.text()}`);
+        await res.arrayBuffer();
+      }
+    };
+    await Promise.all(Array.from({ length: 32 }, creator));
+  } finally {
+    await api.stop();
   }
   const fillSeconds = (performance.now() - fillStart) / 1000;
   await sql`analyze`.execute(db);

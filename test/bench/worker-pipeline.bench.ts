@@ -16,8 +16,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ServiceProcess, startService } from '../../bin/local/service-process.ts';
 import { createApiKey } from '../../db/api-keys.repository.ts';
-import { writeDemoModel } from '../../gpu-worker/models/demo-model.ts';
+import { writeDemoModel } from '../../gpu-worker/models/demo/sd-model.ts';
 import { loadTextToImage } from '../../gpu-worker/models/load-model.ts';
+import { GENERATION_STARTED, GENERATION_SUCCEEDED } from '../../shared/log-events.ts';
 import { createTestDatabase } from '../harness/database.ts';
 import { startS3ServerProcess } from '../harness/s3-server.ts';
 import {
@@ -93,10 +94,8 @@ try {
   };
   api = await startService({
     name: 'api',
-    script: 'api/main.ts',
     // The whole backlog is one key's, so its in-flight cap must hold it.
     env: { ...services, PORT: '0', MAX_IN_FLIGHT_PER_KEY: String(BACKLOG + LATENCY_SAMPLES) },
-    readyMsg: 'api listening',
   });
   const baseUrl = String(api.ready.url);
 
@@ -127,12 +126,10 @@ try {
   let finished = 0;
   let onFinished: (() => void) | undefined;
   worker = await startService({
-    name: 'gpu-worker',
-    script: 'gpu-worker/main.ts',
+    name: 'worker',
     env: { ...services, MODEL_DIR: modelDir },
-    readyMsg: 'worker ready',
     onLine(line) {
-      if (!line.includes('"generation succeeded"')) return;
+      if (!line.includes(`"${GENERATION_SUCCEEDED}"`)) return;
       const parsed = JSON.parse(line) as {
         accelerator_start_ms: number;
         accelerator_end_ms: number;
@@ -176,9 +173,9 @@ try {
   for (let i = 0; i < LATENCY_SAMPLES; i++) {
     // The queue is empty, so the next job to start is this one (checked below).
     const started = probe
-      .waitForLog('generation started')
+      .waitForLog(GENERATION_STARTED)
       .then((line) => ({ id: String(line.generation_id), at: performance.now() }));
-    const succeeded = probe.waitForLog('generation succeeded');
+    const succeeded = probe.waitForLog(GENERATION_SUCCEEDED);
     const sent = performance.now();
     const id = await create({ prompt: 'pickup probe', width: 64, height: 64, steps: 1, seed: i });
     const start = await started;

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { after, before, test } from 'node:test';
 import { findGeneration } from '../../db/generations.repository.ts';
+import { GENERATION_STARTED } from '../../shared/log-events.ts';
 import { type Stack, startStack } from '../harness/stack.ts';
 import {
   ALL_EVENTS,
@@ -51,7 +52,7 @@ test('a generation that kills every worker it runs on ends failed (worker_lost) 
   let lastKill = 0;
   for (let attempt = 1; attempt <= attempts; attempt++) {
     const started = logs.next(
-      about('generation started', id),
+      about(GENERATION_STARTED, id),
       heartbeatMs + 30_000,
       `attempt ${attempt} to start`,
     );
@@ -88,7 +89,7 @@ test('a generation that kills every worker it runs on ends failed (worker_lost) 
   assert.equal(events['generation.failed'], 1, JSON.stringify(events));
   assert.equal(events['generation.completed'], undefined);
   assert.equal(
-    logs.find('generation started', (e) => e.record.worker_id === survivor.ready.worker_id).length,
+    logs.find(GENERATION_STARTED, (e) => e.record.worker_id === survivor.ready.worker_id).length,
     0,
   );
   assert.equal(

@@ -11,6 +11,7 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ERROR_CODES } from '../../api/errors.ts';
 import type { ServiceProcess } from '../../bin/local/service-process.ts';
+import { GENERATION_SUCCEEDED, UNHANDLED_ERROR } from '../../shared/log-events.ts';
 import { type RestartablePostgres, startRestartablePostgres } from '../harness/embedded-postgres.ts';
 import { type Stack, startStack } from '../harness/stack.ts';
 import {
@@ -199,7 +200,7 @@ test(`Postgres down for ${OUTAGE_MS / 1000} s under load: fast 503s, then recove
   const before = samples.filter((s) => s.sentAt < stopAt);
   const afterUp = samples.filter((s) => s.sentAt >= upAt);
   const afterRecovery = samples.filter((s) => s.sentAt >= recoveredAt);
-  const apiErrors = logs.find('unhandled error', (e) => e.service === 'api');
+  const apiErrors = logs.find(UNHANDLED_ERROR, (e) => e.service === 'api');
   t.diagnostic(
     `load: ${samples.length} creates in ${Math.round((Date.now() - (samples[0]?.sentAt ?? 0)) / 1000)} s; ` +
       `before ${before.length}, during outage ${during.length}, after ${afterUp.length}`,
@@ -216,7 +217,7 @@ test(`Postgres down for ${OUTAGE_MS / 1000} s under load: fast 503s, then recove
     `recovery: first create accepted ${recoveredAt - upAt} ms after Postgres was back; after that ` +
       `${JSON.stringify(countBy(afterRecovery, (s) => String(s.status)))}`,
   );
-  t.diagnostic(`API 'unhandled error' log lines: ${apiErrors.length}`);
+  t.diagnostic(`API UNHANDLED_ERROR log lines: ${apiErrors.length}`);
 
   assert.deepEqual(
     before.filter((s) => s.status !== 202).map((s) => s.status),
@@ -293,7 +294,7 @@ test(`Postgres down for ${OUTAGE_MS / 1000} s under load: fast 503s, then recove
 
   noCrash();
   assert.ok(
-    logs.find('generation succeeded', (e) => e.at > upAt).length > 0,
+    logs.find(GENERATION_SUCCEEDED, (e) => e.at > upAt).length > 0,
     'the worker completed generations after the outage',
   );
 });

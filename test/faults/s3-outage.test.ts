@@ -6,20 +6,18 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { sql } from 'kysely';
-import { findGeneration } from '../../db/generations.repository.ts';
+import { GENERATION_STARTED, GENERATION_SUCCEEDED } from '../../shared/log-events.ts';
 import { type RestartableS3Server, startRestartableS3Server } from '../harness/s3-server.ts';
 import { type Stack, startStack } from '../harness/stack.ts';
 import {
   ALL_EVENTS,
   applyWorkerQueuePolicy,
-  assertOutputsComplete,
-  jobStates,
+  assertSucceededOnce,
+  drained,
   recordLogs,
-  s3ClientFor,
-  statusCounts,
+  startSampler,
   stopStackForcefully,
   waitFor,
-  webhookEventCounts,
 } from './support.ts';
 
 const GENERATIONS = 40;
@@ -65,33 +63,27 @@ test('S3 killed during uploads: attempts are requeued with backoff and all succe
 
   // Clients must see a generation whose attempt failed as waiting again, not stuck 'running'.
   const requeuedSeen = new Set<string>();
-  let sampling = true;
-  const sampler = (async () => {
-    while (sampling) {
-      const rows = await db
-        .selectFrom('generations')
-        .select('id')
-        .where('status', '=', 'queued')
-        .where('attempts', '>=', 1)
-        .execute();
-      for (const row of rows) requeuedSeen.add(row.id);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  })();
+  const sampler = startSampler(async () => {
+    const rows = await db
+      .selectFrom('generations')
+      .select('id')
+      .where('status', '=', 'queued')
+      .where('attempts', '>=', 1)
+      .execute();
+    for (const row of rows) requeuedSeen.add(row.id);
+  }, 50);
 
   const started = Date.now();
   await stack.startWorker({ WORKER_ID: 's3-outage' });
   // Mid-backlog: some generations are stored, one is being worked on, the rest wait.
   await waitFor(
     '5 generations to succeed before the outage',
-    () => logs.find('generation succeeded').length >= 5,
+    () => logs.find(GENERATION_SUCCEEDED).length >= 5,
     {
       intervalMs: 20,
     },
   );
-  const succeededBefore = new Set(
-    logs.find('generation succeeded').map((e) => String(e.record.generation_id)),
-  );
+  const succeededBefore = new Set(logs.find(GENERATION_SUCCEEDED).map((e) => String(e.record.generation_id)));
   await s3.kill('SIGKILL');
   const killedAt = Date.now();
 
@@ -113,37 +105,19 @@ test('S3 killed during uploads: attempts are requeued with backoff and all succe
   await s3.restart();
   const restartedAt = Date.now();
 
-  await waitFor(
-    `all ${GENERATIONS} generations to succeed`,
-    async () => (await statusCounts(db)).succeeded === GENERATIONS,
-    { timeoutMs: 180_000, intervalMs: 200 },
-  );
-  const drainedAt = Date.now();
-  sampling = false;
-  await sampler;
+  const drainedAt = await drained(db, GENERATIONS, {
+    timeoutMs: 180_000,
+    intervalMs: 200,
+    samplers: [sampler],
+  });
+  const rows = await assertSucceededOnce(stack, ids, (row, _events, job) => {
+    assert.equal(job?.retry_count, row.attempts - 1, `generation ${row.id}: pg-boss retries`);
+  });
 
-  const rows = await Promise.all(ids.map((id) => findGeneration(db, id)));
-  const events = await webhookEventCounts(db, ids);
-  const jobs = await jobStates(db, ids);
-  const client = s3ClientFor(stack);
-  try {
-    for (const row of rows) {
-      assert.ok(row);
-      await assertOutputsComplete(client, String(stack.env.S3_BUCKET), row);
-      const counts = events.get(row.id) ?? {};
-      assert.equal(counts['generation.completed'], 1, `generation ${row.id} completed exactly once`);
-      assert.equal(counts['generation.failed'] ?? 0, 0, `generation ${row.id} never failed`);
-      assert.equal(jobs.get(row.id)?.state, 'completed');
-      assert.equal(jobs.get(row.id)?.retry_count, row.attempts - 1, `generation ${row.id}: pg-boss retries`);
-    }
-  } finally {
-    client.destroy();
-  }
-
-  const retried = rows.filter((r) => (r?.attempts ?? 0) > 1);
+  const retried = rows.filter((r) => r.attempts > 1);
   assert.ok(retried.length >= 3, `several generations needed more than one attempt (${retried.length})`);
   assert.ok(
-    retried.every((r) => r && !succeededBefore.has(r.id)),
+    retried.every((r) => !succeededBefore.has(r.id)),
     'no generation stored before the outage ran again',
   );
   assert.ok(
@@ -156,8 +130,7 @@ test('S3 killed during uploads: attempts are requeued with backoff and all succe
   const gapsById = new Map<string, number[]>();
   const violations: string[] = [];
   for (const row of retried) {
-    if (!row) continue;
-    const starts = logs.find('generation started', (e) => e.record.generation_id === row.id).map((e) => e.at);
+    const starts = logs.find(GENERATION_STARTED, (e) => e.record.generation_id === row.id).map((e) => e.at);
     assert.equal(starts.length, row.attempts, `generation ${row.id}: one 'generation started' per attempt`);
     const gaps = starts.slice(1).map((at, k) => at - (starts[k] ?? at));
     gapsById.set(row.id, gaps);
@@ -177,7 +150,7 @@ test('S3 killed during uploads: attempts are requeued with backoff and all succe
   }
   assert.deepEqual([...failureCodes.keys()], ['storage_unavailable'], 'attempts failed only for storage');
 
-  const attempts = rows.map((r) => r?.attempts ?? 0);
+  const attempts = rows.map((r) => r.attempts);
   const longest = [...gapsById.values()].sort((a, b) => b.length - a.length)[0] ?? [];
   t.diagnostic(
     `outage: S3 down ${restartedAt - killedAt} ms (killed after ${succeededBefore.size} successes, ` +

@@ -15,6 +15,7 @@ import { after, before, test } from 'node:test';
 import { sql } from 'kysely';
 import { insertGenerations } from '../../db/generations.repository.ts';
 import { createBoss, enqueueGenerations, GENERATION_QUEUE, PGBOSS_SCHEMA } from '../../db/queue.ts';
+import { GENERATION_SUCCEEDED, WORKER_HEALTH_LISTENING } from '../../shared/log-events.ts';
 import { type Stack, startStack } from '../harness/stack.ts';
 import {
   applyWorkerQueuePolicy,
@@ -101,7 +102,7 @@ test(`soak: ${GENERATIONS} generations on one worker, none lost, flat memory`, {
   const step = Math.max(1, Math.floor(GENERATIONS / 10));
   // Read synchronously as each completion's log line arrives, so the 1,000th is exact.
   stack.logs.on('line', (record, service) => {
-    if (service !== 'worker' || record.msg !== 'generation succeeded') return;
+    if (service !== 'worker' || record.msg !== GENERATION_SUCCEEDED) return;
     done++;
     if (done === BASELINE_AT || done % step === 0 || done === GENERATIONS) {
       samples.push({ done, rssKiB: rssKiB(pid), at: Date.now() });
@@ -113,7 +114,7 @@ test(`soak: ${GENERATIONS} generations on one worker, none lost, flat memory`, {
   const workerStart = Date.now();
   const worker = await stack.startWorker({ WORKER_ID: 'soak', HEALTH_PORT: '0' });
   pid = worker.child.pid ?? 0;
-  const listening = logs.events.find((e) => e.record.msg === 'worker health listening');
+  const listening = logs.events.find((e) => e.record.msg === WORKER_HEALTH_LISTENING);
   metricsUrl = listening ? `${String(listening.record.url)}/metrics` : '';
   const readyRss = rssKiB(pid);
   const crashed = new Promise<never>((_, reject) =>

@@ -1,13 +1,15 @@
-// Shared by the fault tests: waiting on conditions, following worker logs, and checking that
-// a generation's recorded outputs are exactly what is in the bucket.
+// Shared by the fault tests: waiting on conditions, following worker logs, draining a backlog
+// while sampling the database, and checking that each generation succeeded exactly once with
+// recorded outputs that are exactly what is in the bucket.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { sql } from 'kysely';
-import type { ServiceProcess } from '../../bin/local/service-process.ts';
+import type { Service, ServiceProcess } from '../../bin/local/service-process.ts';
 import type { Db } from '../../db/connect.ts';
+import { findGeneration } from '../../db/generations.repository.ts';
 import { createBoss, ensureGenerationQueue, GENERATION_QUEUE, PGBOSS_SCHEMA } from '../../db/queue.ts';
 import type { Generation, GenerationStatus } from '../../db/types.ts';
 import { loadWorkerConfig } from '../../gpu-worker/config.ts';
@@ -206,6 +208,83 @@ export function rssKiB(pid: number): number {
 export { percentile } from '../bench/bench-common.ts';
 
 /**
+ * Runs `sample` again and again, `intervalMs` apart, until stop() (which resolves once the pass
+ * in progress has ended): a test's background view of the database while something breaks.
+ */
+export function startSampler(sample: () => Promise<void>, intervalMs: number): { stop(): Promise<void> } {
+  let sampling = true;
+  const running = (async () => {
+    while (sampling) {
+      await sample();
+      await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    }
+  })();
+  return {
+    stop() {
+      sampling = false;
+      return running;
+    },
+  };
+}
+
+/**
+ * Waits until every one of `count` generations has succeeded, then stops the samplers; resolves
+ * with Date.now() when the last one was seen done.
+ */
+export async function drained(
+  db: Db,
+  count: number,
+  options: { timeoutMs: number; intervalMs: number; samplers?: { stop(): Promise<void> }[] },
+): Promise<number> {
+  await waitFor(
+    `all ${count} generations to succeed`,
+    async () => (await statusCounts(db)).succeeded === count,
+    {
+      timeoutMs: options.timeoutMs,
+      intervalMs: options.intervalMs,
+    },
+  );
+  const at = Date.now();
+  for (const sampler of options.samplers ?? []) await sampler.stop();
+  return at;
+}
+
+/**
+ * After a drain: each generation succeeded exactly once (one `generation.completed` event, none
+ * failed, its job completed) with complete outputs in the bucket; `check` adds a test's own
+ * assertions per row. Resolves with the rows, in the order of `ids`.
+ */
+export async function assertSucceededOnce(
+  stack: Stack,
+  ids: readonly string[],
+  check?: (
+    row: Generation,
+    events: Record<string, number>,
+    job: { state: string; retry_count: number } | undefined,
+  ) => void,
+): Promise<Generation[]> {
+  const db = stack.database.db;
+  const rows = await Promise.all(ids.map((id) => findGeneration(db, id)));
+  const events = await webhookEventCounts(db, ids);
+  const jobs = await jobStates(db, ids);
+  const client = s3ClientFor(stack);
+  try {
+    for (const [i, row] of rows.entries()) {
+      assert.ok(row, `generation ${ids[i]} exists`);
+      await assertOutputsComplete(client, String(stack.env.S3_BUCKET), row);
+      const counts = events.get(row.id) ?? {};
+      assert.equal(counts['generation.completed'], 1, `generation ${row.id} completed exactly once`);
+      assert.equal(counts['generation.failed'] ?? 0, 0, `generation ${row.id} never failed`);
+      assert.equal(jobs.get(row.id)?.state, 'completed', `generation ${row.id}: its job is completed`);
+      check?.(row, counts, jobs.get(row.id));
+    }
+  } finally {
+    client.destroy();
+  }
+  return rows as Generation[];
+}
+
+/**
  * Applies the workers' queue policy before anything is enqueued. pg-boss copies the queue's
  * retry limit, backoff, heartbeat and timeout onto each job when it is sent, so jobs enqueued
  * before a worker with this configuration has started would otherwise keep the defaults.
@@ -224,6 +303,7 @@ export async function applyWorkerQueuePolicy(stack: Stack, workerEnv: NodeJS.Pro
 
 const alive = (service: ServiceProcess) =>
   service.child.exitCode === null && service.child.signalCode === null;
+const isProcess = (service: Service): service is ServiceProcess => 'child' in service;
 
 /**
  * Tears the stack down even when a service ignores SIGTERM (which is what some of these tests
@@ -232,7 +312,9 @@ const alive = (service: ServiceProcess) =>
  */
 export async function stopStackForcefully(stack: Stack | undefined, graceMs = 15_000): Promise<string[]> {
   if (!stack) return [];
-  const services = [...stack.workers, ...stack.senders, ...(stack.api ? [stack.api] : [])].filter(alive);
+  const services = [...stack.workers, ...stack.senders, ...(stack.api ? [stack.api] : [])]
+    .filter(isProcess)
+    .filter(alive);
   const killed: string[] = [];
   await Promise.all(
     services.map(async (service) => {

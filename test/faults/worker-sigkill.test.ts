@@ -6,24 +6,22 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { sql } from 'kysely';
 import type { ServiceProcess } from '../../bin/local/service-process.ts';
-import { findGeneration } from '../../db/generations.repository.ts';
 import { GENERATION_QUEUE, PGBOSS_SCHEMA } from '../../db/queue.ts';
+import { GENERATION_SKIPPED, GENERATION_STARTED } from '../../shared/log-events.ts';
 import { type Stack, startStack } from '../harness/stack.ts';
 import {
   ALL_EVENTS,
   activeJobs,
   applyWorkerQueuePolicy,
-  assertOutputsComplete,
+  assertSucceededOnce,
   dbNow,
-  jobStates,
+  drained,
   type LogEvent,
   percentile,
   recordLogs,
-  s3ClientFor,
+  startSampler,
   statusCounts,
   stopStackForcefully,
-  waitFor,
-  webhookEventCounts,
   within,
 } from './support.ts';
 
@@ -101,37 +99,32 @@ test(`SIGKILL mid-job ${KILLS} times: every job recovers within heartbeat + 10 s
   const reclaimed = new Map<string, number>();
   /** Every change of a held job's (state, started_on) the sampler saw, for late ones' reports. */
   const seenStates = new Map<string, string[]>();
-  let sampling = true;
-  const sampler = (async () => {
-    while (sampling) {
-      if (pending.size > 0) {
-        const { rows } = await sql<{ id: string; state: string; started_on: Date | null }>`
-            select id::text, state::text, started_on from ${sql.table(`${PGBOSS_SCHEMA}.job`)}
-            where name = ${GENERATION_QUEUE}
-              and id = any(${[...new Set([...pending.values()].map((p) => p.id))]}::uuid[])`.execute(db);
-        const now = Date.now();
-        const byId = new Map(rows.map((row) => [row.id, row]));
-        for (const [key, entry] of pending) {
-          const row = byId.get(entry.id);
-          if (!row) continue;
-          const seen = seenStates.get(row.id) ?? [];
-          const label = `${row.state}@${row.started_on?.toISOString().slice(11, 23)}`;
-          if (!seen.at(-1)?.endsWith(` ${label}`)) seen.push(`+${now - started} ms ${label}`);
-          seenStates.set(row.id, seen);
-          const claimedAgain = (row.started_on?.getTime() ?? 0) > entry.killedAt.getTime();
-          if (entry.handedBackAt === undefined && (row.state !== 'active' || claimedAgain)) {
-            entry.handedBackAt = now;
-          }
-          if (claimedAgain && row.started_on) {
-            handedBack.set(key, entry.handedBackAt ?? now);
-            reclaimed.set(key, row.started_on.getTime());
-            pending.delete(key);
-          }
-        }
+  const sampler = startSampler(async () => {
+    if (pending.size === 0) return;
+    const { rows } = await sql<{ id: string; state: string; started_on: Date | null }>`
+        select id::text, state::text, started_on from ${sql.table(`${PGBOSS_SCHEMA}.job`)}
+        where name = ${GENERATION_QUEUE}
+          and id = any(${[...new Set([...pending.values()].map((p) => p.id))]}::uuid[])`.execute(db);
+    const now = Date.now();
+    const byId = new Map(rows.map((row) => [row.id, row]));
+    for (const [key, entry] of pending) {
+      const row = byId.get(entry.id);
+      if (!row) continue;
+      const seen = seenStates.get(row.id) ?? [];
+      const label = `${row.state}@${row.started_on?.toISOString().slice(11, 23)}`;
+      if (!seen.at(-1)?.endsWith(` ${label}`)) seen.push(`+${now - started} ms ${label}`);
+      seenStates.set(row.id, seen);
+      const claimedAgain = (row.started_on?.getTime() ?? 0) > entry.killedAt.getTime();
+      if (entry.handedBackAt === undefined && (row.state !== 'active' || claimedAgain)) {
+        entry.handedBackAt = now;
       }
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      if (claimedAgain && row.started_on) {
+        handedBack.set(key, entry.handedBackAt ?? now);
+        reclaimed.set(key, row.started_on.getTime());
+        pending.delete(key);
+      }
     }
-  })();
+  }, 100);
 
   /** Resolves when this worker has logged `msg` for the n-th time (counting lines already seen). */
   const nth = (workerId: string, msg: string, n: number) => {
@@ -148,7 +141,7 @@ test(`SIGKILL mid-job ${KILLS} times: every job recovers within heartbeat + 10 s
   let worker: ServiceProcess = await stack.startWorker({ WORKER_ID: workerId });
   for (let k = 0; k < KILLS; k++) {
     // Kill at the 1st, 2nd or 3rd job this worker starts, so some jobs finish between kills.
-    await nth(workerId, 'generation started', 1 + (k % 3));
+    await nth(workerId, GENERATION_STARTED, 1 + (k % 3));
     const at = Date.now();
     await within(`${workerId} to die`, 10_000, worker.stop('SIGKILL'));
     const atDb = await dbNow(db);
@@ -168,14 +161,11 @@ test(`SIGKILL mid-job ${KILLS} times: every job recovers within heartbeat + 10 s
   }
   const lastKillAt = Date.now();
 
-  await waitFor(
-    `all ${GENERATIONS} generations to succeed`,
-    async () => (await statusCounts(db)).succeeded === GENERATIONS,
-    { timeoutMs: 180_000, intervalMs: 250 },
-  );
-  const drainedAt = Date.now();
-  sampling = false;
-  await sampler;
+  const drainedAt = await drained(db, GENERATIONS, {
+    timeoutMs: 180_000,
+    intervalMs: 250,
+    samplers: [sampler],
+  });
 
   // Recovery of a held job: a live worker claimed it again (pg-boss started_on), or, if the
   // sampler missed that, the first line about it from a later worker. 'Started again' is the
@@ -195,9 +185,7 @@ test(`SIGKILL mid-job ${KILLS} times: every job recovers within heartbeat + 10 s
         e.at > kill.at && e.record.generation_id === id && e.record.worker_id !== kill.workerId;
       const firstLine = logs.events.find(later);
       const restart = logs.events.find(
-        (e) =>
-          later(e) &&
-          (e.record.msg === 'generation started' || String(e.record.msg).startsWith('generation no longer')),
+        (e) => later(e) && (e.record.msg === GENERATION_STARTED || e.record.msg === GENERATION_SKIPPED),
       );
       const claim = reclaimed.get(`${kill.index}:${id}`);
       const recoveredAt = Math.min(
@@ -234,29 +222,14 @@ test(`SIGKILL mid-job ${KILLS} times: every job recovers within heartbeat + 10 s
     );
   }
 
-  const rows = await Promise.all(ids.map((id) => findGeneration(db, id)));
-  const events = await webhookEventCounts(db, ids);
-  const jobs = await jobStates(db, ids);
-  const s3 = s3ClientFor(stack);
-  const bucket = String(stack.env.S3_BUCKET);
-  try {
-    for (const row of rows) {
-      assert.ok(row);
-      await assertOutputsComplete(s3, bucket, row);
-      const counts = events.get(row.id) ?? {};
-      assert.equal(counts['generation.completed'], 1, `generation ${row.id} completed exactly once`);
-      assert.equal(counts['generation.failed'] ?? 0, 0, `generation ${row.id} never failed`);
-      assert.equal(counts['generation.started'], row.attempts, `generation ${row.id}: one start per attempt`);
-      assert.equal(jobs.get(row.id)?.state, 'completed', `generation ${row.id}: its job is completed`);
-    }
-  } finally {
-    s3.destroy();
-  }
+  const rows = await assertSucceededOnce(stack, ids, (row, events) => {
+    assert.equal(events['generation.started'], row.attempts, `generation ${row.id}: one start per attempt`);
+  });
   assert.deepEqual(await statusCounts(db), { succeeded: GENERATIONS }, 'nothing left running or queued');
 
   const stats = (values: number[]) =>
     `min ${Math.min(...values)}, median ${percentile(values, 50)}, p90 ${percentile(values, 90)}, max ${Math.max(...values)}`;
-  const attempts = rows.map((r) => r?.attempts ?? 0);
+  const attempts = rows.map((r) => r.attempts);
   t.diagnostic(
     `kills: ${kills.length}; jobs held per kill: ${kills.map((k) => k.held.length).join(',')} (total ${recoveries.length})`,
   );

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { ServiceProcess } from '../../bin/local/service-process.ts';
 import { findGeneration } from '../../db/generations.repository.ts';
+import { GENERATION_STARTED, GENERATION_SUCCEEDED } from '../../shared/log-events.ts';
 import { type Stack, startStack } from '../harness/stack.ts';
 import {
   about,
@@ -92,7 +93,7 @@ test(
     // ~1.5 s of denoising here, so SIGTERM lands mid-job.
     const id = await stack.enqueue({ steps: 1000, width: 1024, height: 1024 });
     const followers = await enqueueFollowers('grace');
-    await logs.first(about('generation started', id, 'sigterm-grace'), 30_000, 'the long job to start');
+    await logs.first(about(GENERATION_STARTED, id, 'sigterm-grace'), 30_000, 'the long job to start');
     const signalled = Date.now();
     const code = await within('the worker to exit', 60_000, worker.stop('SIGTERM'));
     const exitMs = Date.now() - signalled;
@@ -117,7 +118,7 @@ test(
     // Seconds of denoising: only the shutdown can end this attempt before the test checks it.
     const id = await stack.enqueue({ steps: 1000, width: 2048, height: 2048 });
     const followers = await enqueueFollowers('no-grace');
-    await logs.first(about('generation started', id, 'sigterm-no-grace'), 30_000, 'the long job to start');
+    await logs.first(about(GENERATION_STARTED, id, 'sigterm-no-grace'), 30_000, 'the long job to start');
     const signalled = Date.now();
     const code = await within('the worker to exit', 30_000, first.stop('SIGTERM'));
     const exitMs = Date.now() - signalled;
@@ -143,7 +144,7 @@ test(
       .execute();
     const second = await stack.startWorker({ WORKER_ID: 'sigterm-second' });
     await logs.first(
-      about('generation succeeded', id, 'sigterm-second'),
+      about(GENERATION_SUCCEEDED, id, 'sigterm-second'),
       60_000,
       'the second worker to finish it',
     );

@@ -1,15 +1,12 @@
 // Starts the S3-compatible server as a separate process (as MinIO would be in deployment) and
 // learns its endpoint from the JSON line it prints when ready.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { freePort } from '../../bin/local/embedded-postgres.ts';
-
-const script = fileURLToPath(new URL('../../bin/local/s3-server.ts', import.meta.url));
+import { parseLogLine, spawnChild } from '../../bin/local/service-process.ts';
 
 export interface S3ServerProcess {
   endpoint: string;
@@ -18,31 +15,22 @@ export interface S3ServerProcess {
 }
 
 export async function startS3ServerProcess(env: NodeJS.ProcessEnv = {}): Promise<S3ServerProcess> {
-  const child = spawn(process.execPath, [script], {
+  const isEndpoint = (line: string) => parseLogLine(line)?.endpoint !== undefined;
+  const server = spawnChild({
+    args: ['bin/local/s3-server.ts'],
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    name: 'S3 server',
+    // Its one line on stdout says where it listens; anything else it says is the test's to see.
+    onLine: (line) => {
+      if (!isEndpoint(line)) process.stderr.write(`${line}\n`);
+    },
   });
-  if (!child.stdout) throw new Error('S3 server: no stdout pipe');
-  const lines = createInterface({ input: child.stdout });
-  const exited = once(child, 'exit').then(([code]) => {
-    throw new Error(`S3 server exited before it was ready (code ${code})`);
-  });
-  const ready = (async () => {
-    for await (const line of lines) {
-      const parsed = JSON.parse(line) as { endpoint?: string };
-      if (parsed.endpoint) return parsed.endpoint;
-    }
-    throw new Error('S3 server closed its output before it was ready');
-  })();
-  const endpoint = await Promise.race([ready, exited]);
+  const line = await server.waitForLine(isEndpoint, 'it was ready');
   return {
-    endpoint,
-    child,
+    endpoint: String(parseLogLine(line)?.endpoint),
+    child: server.child,
     async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const gone = once(child, 'exit');
-      child.kill('SIGTERM');
-      await gone;
+      await server.stop('SIGTERM');
     },
   };
 }

@@ -1,5 +1,6 @@
 // The real stack for end-to-end tests: a fresh database, the S3 server as its own process,
-// and the API and GPU worker as separate processes, exactly as deployed.
+// and the API and GPU worker as separate processes, exactly as deployed; or, to drive one in the
+// test's own process (start…In Process), through its start…(config) function.
 
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -7,12 +8,27 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PgBoss } from 'pg-boss';
-import { type ServiceProcess, startService } from '../../bin/local/service-process.ts';
+import { loadApiConfig } from '../../api/config.ts';
+import type { ApiHandle } from '../../api/start.ts';
+import {
+  parseLogLine,
+  SERVICES,
+  type Service,
+  type ServiceName,
+  type ServiceProcess,
+  startService,
+} from '../../bin/local/service-process.ts';
 import { createApiKey } from '../../db/api-keys.repository.ts';
 import { insertGeneration } from '../../db/generations.repository.ts';
 import { createBoss, enqueueGeneration, ensureGenerationQueue } from '../../db/queue.ts';
 import type { NewGeneration } from '../../db/types.ts';
+import { loadWorkerConfig } from '../../gpu-worker/config.ts';
+import type { WorkerHandle } from '../../gpu-worker/start.ts';
+import type { ServiceDeps, ServiceHandle } from '../../shared/service.ts';
+import { loadSenderConfig } from '../../webhooks/config.ts';
+import type { WebhookSenderHandle } from '../../webhooks/start.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
+import { type InProcessService, startInProcess } from './in-process.ts';
 import { type S3ServerProcess, startS3ServerProcess } from './s3-server.ts';
 
 export interface Stack {
@@ -21,13 +37,20 @@ export interface Stack {
   dataDir: string;
   env: NodeJS.ProcessEnv;
   apiKey: string;
-  api?: ServiceProcess;
-  workers: ServiceProcess[];
+  /** The API this stack's requests go to, the last one started. */
+  api?: Service;
+  workers: Service[];
   startApi(extraEnv?: NodeJS.ProcessEnv): Promise<ServiceProcess>;
   startWorker(extraEnv?: NodeJS.ProcessEnv): Promise<ServiceProcess>;
   /** The webhook sender process (webhooks/main.ts); several may run. */
-  senders: ServiceProcess[];
+  senders: Service[];
   startWebhookSender(extraEnv?: NodeJS.ProcessEnv): Promise<ServiceProcess>;
+  /** The same three in this process, through startApi / startWorker / startWebhookSender. */
+  startApiInProcess(extraEnv?: NodeJS.ProcessEnv): Promise<InProcessService<ApiHandle['ready']>>;
+  startWorkerInProcess(extraEnv?: NodeJS.ProcessEnv): Promise<InProcessService<WorkerHandle['ready']>>;
+  startWebhookSenderInProcess(
+    extraEnv?: NodeJS.ProcessEnv,
+  ): Promise<InProcessService<WebhookSenderHandle['ready']>>;
   baseUrl(): string;
   request(path: string, init?: RequestInit): Promise<Response>;
   /**
@@ -75,15 +98,14 @@ export async function startStack(
   const logs = new EventEmitter<{ line: [record: Record<string, unknown>, service: string] }>();
   const onLine = (name: string) => (line: string) => {
     if (verbose) process.stderr.write(`[${name}] ${line}\n`);
-    if (!line.startsWith('{') || logs.listenerCount('line') === 0) return;
-    let record: Record<string, unknown>;
-    try {
-      record = JSON.parse(line);
-    } catch {
-      return;
-    }
-    logs.emit('line', record, name);
+    if (logs.listenerCount('line') === 0) return;
+    const record = parseLogLine(line);
+    if (record) logs.emit('line', record, name);
   };
+  const processOf = (name: ServiceName, more: NodeJS.ProcessEnv) =>
+    startService({ name, env: { ...env, ...more }, onLine: onLine(name) });
+  const inProcess = <Ready>(name: ServiceName, start: (deps: ServiceDeps) => Promise<ServiceHandle<Ready>>) =>
+    startInProcess({ name, readyMsg: SERVICES[name].readyMsg, start, onLine: onLine(name) });
 
   let boss: PgBoss | undefined;
   let apiKeyId = '';
@@ -97,34 +119,39 @@ export async function startStack(
     senders: [],
     logs,
     async startWebhookSender(more = {}) {
-      const sender = await startService({
-        name: 'webhook-sender',
-        script: 'webhooks/main.ts',
-        env: { ...env, ...more },
-        readyMsg: 'webhook sender ready',
-        onLine: onLine('webhook-sender'),
-      });
+      const sender = await processOf('webhook-sender', more);
       stack.senders.push(sender);
       return sender;
     },
     async startApi(more = {}) {
-      stack.api = await startService({
-        name: 'api',
-        script: 'api/main.ts',
-        env: { ...env, ...more },
-        readyMsg: 'api listening',
-        onLine: onLine('api'),
-      });
-      return stack.api;
+      const api = await processOf('api', more);
+      stack.api = api;
+      return api;
     },
     async startWorker(more = {}) {
-      const worker = await startService({
-        name: 'worker',
-        script: 'gpu-worker/main.ts',
-        env: { ...env, ...more },
-        readyMsg: 'worker ready',
-        onLine: onLine('worker'),
-      });
+      const worker = await processOf('worker', more);
+      stack.workers.push(worker);
+      return worker;
+    },
+    async startWebhookSenderInProcess(more = {}) {
+      const config = loadSenderConfig({ ...env, ...more });
+      // Loaded when asked for: a test that runs the services as processes never loads them here.
+      const { startWebhookSender } = await import('../../webhooks/start.ts');
+      const sender = await inProcess('webhook-sender', (deps) => startWebhookSender(config, deps));
+      stack.senders.push(sender);
+      return sender;
+    },
+    async startApiInProcess(more = {}) {
+      const config = loadApiConfig({ ...env, ...more });
+      const { startApi } = await import('../../api/start.ts');
+      const api = await inProcess('api', (deps) => startApi(config, deps));
+      stack.api = api;
+      return api;
+    },
+    async startWorkerInProcess(more = {}) {
+      const config = loadWorkerConfig({ ...env, ...more });
+      const { startWorker } = await import('../../gpu-worker/start.ts');
+      const worker = await inProcess('worker', (deps) => startWorker(config, deps));
       stack.workers.push(worker);
       return worker;
     },
