@@ -1,5 +1,5 @@
 // A generation whose every attempt kills its worker (out of memory on a huge request, a driver
-// crash): with the defaults a user runs (heartbeat 10 s, retry limit 3, monitor 2 s), each
+// crash): with the defaults a user runs (heartbeat 10 s, retry limit 3, monitor 1 s), each
 // attempt is back on a new worker within heartbeat + 10 s of the kill, and after the last
 // attempt's death the generation ends `failed` with code `worker_lost` and its
 // `generation.failed` event within heartbeat + a few seconds, instead of staying `running`.

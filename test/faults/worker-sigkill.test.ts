@@ -39,7 +39,7 @@ const SHAPES = [
   { width: 512, height: 512, steps: 30, num_images: 4 },
 ];
 
-// The defaults a user runs (heartbeat 10 s, monitor 2 s, retry delays 2–60 s: a crashed
+// The defaults a user runs (heartbeat 10 s, monitor 1 s, retry delays 2–60 s: a crashed
 // attempt's retry skips the backoff), except that a job may be killed several times here and
 // must not run out of attempts.
 const WORKER_ENV = {
