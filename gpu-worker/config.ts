@@ -62,7 +62,7 @@ const schema = z.object({
       "How often the fleet's pg-boss supervisor (claimed by one worker per interval, so more workers do " +
         'not mean more passes) hands back jobs of dead workers and expired jobs, and how often each ' +
         "worker's reconciler records generations whose job pg-boss ended. pg-boss's own default is 60 s; " +
-        "1 s brings a dead worker's job back on another within about heartbeat + 5 s (2 s measured up to heartbeat + 9.7 s on a busy box)",
+        "1 s keeps a dead worker's job back on another within heartbeat + 10 s (fault suite: p90 about heartbeat + 2.4 s)",
     ),
   QUEUE_POLL_SECONDS: envInt(1, 3600)
     .default(2)
