@@ -24,6 +24,14 @@ export const DEFAULT_WEBHOOK_EVENTS: readonly WebhookEventType[] = [
   'generation.canceled',
 ];
 
+/** Whether a generation asked for this event (its webhook settings never change after creation). */
+export function wantsWebhookEvent(
+  generation: Pick<Generation, 'webhook_url' | 'webhook_events'>,
+  type: WebhookEventType,
+): boolean {
+  return Boolean(generation.webhook_url) && (generation.webhook_events?.includes(type) ?? false);
+}
+
 /** The event a generation status means. */
 export function eventTypeForStatus(status: Generation['status']): WebhookEventType | undefined {
   switch (status) {
@@ -55,7 +63,7 @@ export async function enqueueWebhookEvent(
   type: WebhookEventType,
 ): Promise<WebhookEvent | undefined> {
   const url = generation.webhook_url;
-  if (!url || !generation.webhook_events?.includes(type)) return undefined;
+  if (!url || !wantsWebhookEvent(generation, type)) return undefined;
   // The disabled-URL check rides on the insert: no extra round trip for the usual case.
   const { disabled_url_id: disabledUrlId, ...event } = await trx
     .insertInto('webhook_events')

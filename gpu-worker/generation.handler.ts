@@ -20,7 +20,7 @@ import {
 import { generationJob } from '../db/queue.ts';
 import type { Generation, StageTimingsRecord, StoredOutput } from '../db/types.ts';
 import { TERMINAL_STATUSES } from '../db/types.ts';
-import { withWebhookEvent } from '../db/webhooks.repository.ts';
+import { wantsWebhookEvent, withWebhookEvent } from '../db/webhooks.repository.ts';
 import {
   GENERATION_ATTEMPT_FAILED,
   GENERATION_CANCELED,
@@ -249,10 +249,14 @@ export function createGenerationStages(deps: HandlerDeps): GenerationStages {
         // accelerator does not wait for a database round trip. The parameters come from the row
         // read in prepare (they never change after creation). If the claim finds the row no longer
         // runnable, or fails, the model is stopped at its next step.
+        // Without a 'generation.started' webhook the claim is one statement, not a transaction
+        // (three round trips): it is what a client waits for between create and `running`.
         const unclaimed = new AbortController();
-        const claim = withWebhookEvent(db, deps.boss, (trx) =>
-          markRunning(trx, id, deps.workerId ?? null),
-        ).then(
+        const workerId = deps.workerId ?? null;
+        const claiming = wantsWebhookEvent(params, 'generation.started')
+          ? withWebhookEvent(db, deps.boss, (trx) => markRunning(trx, id, workerId))
+          : markRunning(db, id, workerId);
+        const claim = claiming.then(
           (generation) => {
             if (!generation) unclaimed.abort(new Error('the generation is no longer runnable'));
             else {
