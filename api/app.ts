@@ -30,6 +30,9 @@ import {
 import { registerHealthRoutes } from './health.routes.ts';
 import { createApiMetrics } from './metrics.ts';
 import { requestLogging } from './middleware.ts';
+import { createModelCatalog, type ModelCatalog } from './model-catalog.ts';
+import { getModelHandler, listModelsHandler } from './models.handlers.ts';
+import { getModelRoute, listModelsRoute } from './models.routes.ts';
 import type { StatusListener } from './status-listener.ts';
 import { validationHook } from './validation.ts';
 import {
@@ -60,6 +63,8 @@ export interface AppDeps {
   logger: Logger;
   /** The process's LISTEN connection for `Prefer: wait`; without it the preference is ignored. */
   statusListener?: StatusListener;
+  /** The models requests may name; default: read from the models table per MODEL_CACHE_SECONDS. */
+  models?: ModelCatalog;
 }
 
 export type App = OpenAPIHono<AppEnv>;
@@ -88,6 +93,11 @@ const DOCUMENT_CONFIG = {
     {
       name: 'Webhooks',
       description: 'Signed notifications of status changes (Standard Webhooks) and their delivery log.',
+    },
+    {
+      name: 'Models',
+      description:
+        'The models a generation may name: what each can be asked for, and whether a worker holds it now.',
     },
     { name: 'Health', description: 'Probes for orchestrators and load balancers.' },
     { name: 'Operations', description: 'Fleet views for operators; admin API keys only.' },
@@ -125,20 +135,31 @@ export function createApp(deps: AppDeps): App {
   );
   app.use('/v1/*', bearerAuth(deps.db));
 
+  const models =
+    deps.models ??
+    createModelCatalog({
+      db: deps.db,
+      boss: deps.boss,
+      cacheMs: deps.config.MODEL_CACHE_SECONDS * 1000,
+      defaultModel: deps.config.DEFAULT_MODEL,
+    });
+  const generations = { ...deps, models };
   app.openapi(
     createGenerationRoute,
-    createGenerationHandler({ ...deps, onGenerationCreated: metrics.onGenerationCreated }),
+    createGenerationHandler({ ...generations, onGenerationCreated: metrics.onGenerationCreated }),
   );
-  app.openapi(listGenerationsRoute, listGenerationsHandler(deps));
-  app.openapi(getGenerationRoute, getGenerationHandler(deps));
-  app.openapi(cancelGenerationRoute, cancelGenerationHandler(deps));
-  app.openapi(getGenerationImageRoute, getGenerationImageHandler(deps));
+  app.openapi(listGenerationsRoute, listGenerationsHandler(generations));
+  app.openapi(getGenerationRoute, getGenerationHandler(generations));
+  app.openapi(cancelGenerationRoute, cancelGenerationHandler(generations));
+  app.openapi(getGenerationImageRoute, getGenerationImageHandler(generations));
   app.openapi(getWebhookSecretRoute, getWebhookSecretHandler(deps));
   app.openapi(listWebhookDeliveriesRoute, listWebhookDeliveriesHandler(deps));
   app.openapi(redeliverWebhookRoute, redeliverWebhookHandler(deps));
   app.openapi(listDisabledWebhookUrlsRoute, listDisabledWebhookUrlsHandler(deps));
   app.openapi(enableWebhookUrlRoute, enableWebhookUrlHandler(deps));
   registerWebhookEvents(app.openAPIRegistry);
+  app.openapi(listModelsRoute, listModelsHandler(deps));
+  app.openapi(getModelRoute, getModelHandler(deps));
   app.openapi(listWorkersRoute, listWorkersHandler(deps));
   registerHealthRoutes(app, deps);
   // An ops endpoint for Prometheus, not part of the public API document.

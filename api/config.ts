@@ -1,5 +1,6 @@
 // The API's configuration: read once at boot, validated, frozen and passed down.
 import { z } from 'zod';
+import { MODEL_ID_PATTERN } from '../db/queue.ts';
 import { envInt, parseEnv, type S3Settings, s3SettingsFrom, sharedEnv } from '../shared/env.ts';
 import { GENERATION_LIMITS } from '../shared/generation-contract.ts';
 import { webhookPolicyEnv } from '../webhooks/policy.ts';
@@ -43,6 +44,20 @@ export const apiEnv = z.object({
     .describe(
       'When set (16+ characters), `GET /metrics` wants `Authorization: Bearer <it>`; unset, `/metrics` ' +
         'is open (bind `HOST` privately)',
+    ),
+  DEFAULT_MODEL: z
+    .string()
+    .regex(MODEL_ID_PATTERN, 'must be a model id (lowercase letters, digits, ".", "_" and "-")')
+    .optional()
+    .describe(
+      'The model a request without `model` runs on; unset: the only model the fleet serves (with ' +
+        'several, such a request gets 422 `model_required`)',
+    ),
+  MODEL_CACHE_SECONDS: envInt(0, 3600)
+    .default(5)
+    .describe(
+      'How long the API keeps the models table in memory; a new or retired model takes effect within it ' +
+        '(an unknown model id is looked up at once)',
     ),
   WORKER_STALE_SECONDS: envInt(1, 86_400)
     .default(30)

@@ -24,11 +24,15 @@ export const ERROR_CATALOGUE = {
   pixel_limit_exceeded: { status: 422, title: 'Image size exceeds the pixel limit' },
   idempotency_key_reused: { status: 422, title: 'Idempotency-Key reused with a different request' },
   webhook_url_forbidden: { status: 422, title: 'The webhook URL points at a forbidden address' },
+  model_not_found: { status: 422, title: 'No such model, or it is retired' },
+  model_required: { status: 422, title: 'Several models are served and none is the default: name one' },
+  unsupported_by_model: { status: 422, title: 'The model cannot run these parameters' },
   too_many_in_flight: { status: 429, title: 'Too many generations in flight for this API key' },
   headers_too_large: { status: 431, title: 'Request header fields too large' },
   internal_error: { status: 500, title: 'Internal server error' },
   service_unavailable: { status: 503, title: 'Service temporarily unavailable' },
   queue_full: { status: 503, title: 'The generation queue is full' },
+  no_models: { status: 503, title: 'No model is registered yet' },
 } as const satisfies Record<string, { status: ContentfulStatusCode; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -20,7 +20,7 @@ before(async () => {
   t = await createTestDatabase('api_intake');
   boss = createBoss(t.url, { supervise: false, applicationName: 'easel-intake-test', max: 4 });
   await boss.start();
-  await ensureGenerationQueue(boss);
+  await ensureGenerationQueue(boss, 'demo');
 });
 after(async () => {
   await boss?.stop({ graceful: false, close: true });
@@ -50,6 +50,7 @@ function request(
     row: {
       id: randomUUID(),
       api_key_id: ownerId,
+      model: 'demo',
       prompt,
       negative_prompt: '',
       width: 64,

@@ -115,11 +115,7 @@ export function createGenerationIntake(
       trx,
       admitted.map((item) => item.row),
     );
-    await enqueueGenerations(
-      deps.boss,
-      trx,
-      rows.map((row) => row.id),
-    );
+    await enqueueGenerations(deps.boss, trx, rows);
     // Rows of one transaction share created_at, so a read orders them by id after every row
     // queued before (queuePosition); ranking them the same way gives the position a read will.
     // counts.queued is exact here: admission refuses everything once it reaches its cap.
@@ -167,7 +163,7 @@ export function createGenerationIntake(
   return async (request) => {
     const result = await submit(request);
     // Answered once workers have been told, outside the batch so its connection is free.
-    if (result.ok && 'row' in result) await waker.poke();
+    if (result.ok && 'row' in result) await waker.poke(result.row.model);
     return result;
   };
 }

@@ -6,6 +6,7 @@ import type { Db } from '../db/connect.ts';
 import {
   findGenerationForOwner,
   listGenerations,
+  type QueueEstimateInputs,
   queueEstimateInputs,
   queuePosition,
   requestCancel,
@@ -21,6 +22,7 @@ import {
   QUEUED_GENERATION_CANCELED,
   WAITING_FOR_GENERATION,
 } from '../shared/log-events.ts';
+import { capabilityErrors } from '../shared/model-capabilities.ts';
 import type { ObjectStore } from '../shared/object-store.ts';
 import { policyFrom } from '../webhooks/policy.ts';
 import { checkWebhookUrl } from '../webhooks/ssrf.ts';
@@ -39,6 +41,7 @@ import type {
 } from './generations.routes.ts';
 import { requestHash } from './idempotency.ts';
 import { bindGenerationId } from './middleware.ts';
+import type { ModelCatalog } from './model-catalog.ts';
 import type { StatusListener } from './status-listener.ts';
 import { isTerminal, preferredWaitSeconds, waitForTerminal } from './sync-wait.ts';
 
@@ -55,6 +58,8 @@ export interface GenerationDeps {
     | 'WEBHOOK_ALLOW_PRIVATE'
     | 'WEBHOOK_ALLOWED_HOSTS'
   >;
+  /** The models requests may name, and the default. */
+  models: ModelCatalog;
   /** Absent: `Prefer: wait` is ignored. */
   statusListener?: StatusListener;
   /** Warnings the create path has no request to attach to (a failed queue wake-up). */
@@ -64,14 +69,26 @@ export interface GenerationDeps {
 }
 
 /**
- * The queue estimate's inputs, read only when a queued generation needs them (two index-backed
- * aggregates, cheaper than the queue position count itself).
+ * The queue estimate's inputs per model, read only for the models of queued generations (two
+ * index-backed aggregates each, cheaper than the queue position count itself). Resolves to a
+ * lookup by row.
  */
 function estimateFor(deps: GenerationDeps) {
-  // Reads that arrive while the aggregate runs share it (it does not depend on the generation).
-  const inputs = singleFlight(() => queueEstimateInputs(deps.db));
-  return (rows: readonly Pick<Generation, 'status'>[]) =>
-    rows.some((row) => row.status === 'queued') ? inputs() : Promise.resolve(undefined);
+  // Reads for one model that arrive while its aggregate runs share it.
+  const perModel = new Map<string | null, () => Promise<QueueEstimateInputs>>();
+  const inputsOf = (model: string | null) => {
+    let read = perModel.get(model);
+    if (!read) {
+      read = singleFlight(() => queueEstimateInputs(deps.db, model));
+      perModel.set(model, read);
+    }
+    return read();
+  };
+  return async (rows: readonly Pick<Generation, 'status' | 'model'>[]) => {
+    const models = [...new Set(rows.filter((row) => row.status === 'queued').map((row) => row.model))];
+    const inputs = new Map(await Promise.all(models.map(async (m) => [m, await inputsOf(m)] as const)));
+    return (row: Pick<Generation, 'model'>) => inputs.get(row.model);
+  };
 }
 
 export function createGenerationHandler(
@@ -81,7 +98,29 @@ export function createGenerationHandler(
   const intake = createGenerationIntake(deps);
   return async (c) => {
     const input = c.req.valid('json');
-    const pixels = input.width * input.height;
+    // The model decides the defaults and what may be asked; nothing is queued that it cannot run.
+    const model = await deps.models.resolve(input.model);
+    const caps = model.capabilities;
+    const params = {
+      width: input.width ?? caps.width.default,
+      height: input.height ?? caps.height.default,
+      steps: input.steps ?? caps.steps.default,
+      guidance_scale: input.guidance_scale ?? caps.guidance_scale.default,
+      num_images: input.num_images,
+      negative_prompt: input.negative_prompt,
+      scheduler: input.scheduler,
+      karras: input.karras,
+    };
+    const unsupported = capabilityErrors(params, model.id, caps);
+    if (unsupported.length > 0) {
+      throw apiError(
+        'unsupported_by_model',
+        `Model '${model.id}' cannot run ${unsupported.length === 1 ? 'this value' : `these ${unsupported.length} values`}: ` +
+          `${unsupported.map((e) => e.field).join(', ')} (its capabilities: GET /v1/models/${model.id}).`,
+        { errors: unsupported },
+      );
+    }
+    const pixels = params.width * params.height;
     if (pixels > deps.config.MAX_PIXELS) {
       const message = `width*height must not exceed ${deps.config.MAX_PIXELS} pixels`;
       throw apiError(
@@ -107,7 +146,10 @@ export function createGenerationHandler(
     const apiKey = c.get('apiKey');
     const headers = c.req.valid('header');
     const idempotencyKey = headers['Idempotency-Key'];
-    const hash = idempotencyKey === undefined ? undefined : requestHash(input);
+    // Hashed as it will run (model and its defaults filled in): the same request spelled with or
+    // without the defaults is the same request.
+    const hash =
+      idempotencyKey === undefined ? undefined : requestHash({ ...input, ...params, model: model.id });
     const listener = deps.statusListener;
     const waitSeconds = listener ? preferredWaitSeconds(headers.Prefer) : undefined;
     const id = randomUUID();
@@ -119,10 +161,11 @@ export function createGenerationHandler(
       api_key_id: apiKey.id,
       prompt: input.prompt,
       negative_prompt: input.negative_prompt,
-      width: input.width,
-      height: input.height,
-      steps: input.steps,
-      guidance_scale: input.guidance_scale,
+      model: model.id,
+      width: params.width,
+      height: params.height,
+      steps: params.steps,
+      guidance_scale: params.guidance_scale,
       num_images: input.num_images,
       seed,
       requested_scheduler: input.scheduler ?? null,
@@ -130,6 +173,8 @@ export function createGenerationHandler(
       webhook_url: input.webhook_url ?? null,
       webhook_events: input.webhook_url ? [...new Set(input.webhook_events ?? DEFAULT_WEBHOOK_EVENTS)] : null,
     };
+    // A model registered by an operator may not have its queue yet.
+    await deps.models.ensureQueue(model);
     // Row, job and Idempotency-Key claim commit together, batched with the creates arriving
     // alongside (generation-intake.ts): no accepted generation without its job, no job without its row.
     const creating = intake({
@@ -196,7 +241,7 @@ export function createGenerationHandler(
         deps.store,
         deps.config.RESULT_URL_TTL_SECONDS,
         position,
-        await estimate([row]),
+        (await estimate([row]))(row),
       );
       c.header('Location', `/v1/generations/${row.id}`);
       if (waitSeconds) c.header('Preference-Applied', `wait=${waitSeconds}`);
@@ -218,7 +263,13 @@ export function getGenerationHandler(deps: GenerationDeps): RouteHandler<typeof 
       row.status === 'queued' ? queuePosition(deps.db, row) : null,
       estimate([row]),
     ]);
-    const resource = await toResource(row, deps.store, deps.config.RESULT_URL_TTL_SECONDS, position, queue);
+    const resource = await toResource(
+      row,
+      deps.store,
+      deps.config.RESULT_URL_TTL_SECONDS,
+      position,
+      queue(row),
+    );
     return c.json(resource, 200);
   };
 }
@@ -243,7 +294,7 @@ export function cancelGenerationHandler(
       const outcome = await deps.db.transaction().execute(async (trx) => {
         const result = await requestCancel(trx, id, apiKey.id);
         if (result.kind === 'canceled') {
-          await cancelGenerationJob(deps.boss, trx, id);
+          await cancelGenerationJob(deps.boss, trx, result.row);
           await enqueueWebhookEvent(trx, deps.boss, result.row, 'generation.canceled');
         }
         return result;
@@ -308,7 +359,7 @@ export function listGenerationsHandler(
     const queue = await estimate(rows);
     const now = Date.now();
     const data = await Promise.all(
-      rows.map((row) => toResource(row, deps.store, ttl, row.queue_position, queue, now)),
+      rows.map((row) => toResource(row, deps.store, ttl, row.queue_position, queue(row), now)),
     );
     const last = rows.at(-1);
     return c.json(

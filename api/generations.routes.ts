@@ -195,6 +195,28 @@ export const createGenerationRoute = createRoute({
         detail: 'The webhook URL points at a forbidden address (169.254.169.254).',
         errors: [{ field: 'webhook_url', message: 'points at a forbidden address (169.254.169.254)' }],
       },
+      {
+        code: 'model_not_found',
+        summary: 'No such model, or it is retired',
+        detail: "No such model: 'sdxl'. Available: sd15, sd-turbo.",
+        errors: [{ field: 'model', message: 'is not a model this service has' }],
+      },
+      {
+        code: 'model_required',
+        summary: 'Several models and no default',
+        detail: 'This service has several models and no default: name one (sd15, sd-turbo).',
+        errors: [{ field: 'model', message: 'is required: there are several models and no default' }],
+      },
+      {
+        code: 'unsupported_by_model',
+        summary: "A value outside the model's capabilities",
+        detail:
+          "Model 'sd-turbo' cannot run these 2 values: scheduler, steps (its capabilities: GET /v1/models/sd-turbo).",
+        errors: [
+          { field: 'scheduler', message: "model 'sd-turbo' offers euler_a, lcm" },
+          { field: 'steps', message: "model 'sd-turbo' takes steps 1..8" },
+        ],
+      },
     ),
     429: {
       ...problemResponse(
@@ -212,9 +234,14 @@ export const createGenerationRoute = createRoute({
     503: unavailable(
       COLLECTION,
       'The generation queue is full (MAX_QUEUED), or the database or the object store is unreachable. ' +
-        `Retry after ${QUEUE_FULL_RETRY_AFTER_SECONDS} s and ${RETRY_AFTER_SECONDS} s respectively (see Retry-After).`,
+        `Retry after ${QUEUE_FULL_RETRY_AFTER_SECONDS} s and ${RETRY_AFTER_SECONDS} s respectively (see Retry-After). ` +
+        'Also `no_models` while no model is registered yet (a new deployment whose workers have not started).',
       QUEUE_FULL_RETRY_AFTER_SECONDS,
       { code: 'queue_full', detail: 'The generation queue is full; retry later.' },
+      {
+        code: 'no_models',
+        detail: 'No model is registered yet: start a worker, or register one with `easel models register`.',
+      },
     ),
   },
 });

@@ -3,6 +3,7 @@
 // shared/generation.schemas.ts (the webhook sender serves it too); the Problem schema is beside the
 // error catalogue (errors.ts).
 import { z } from '@hono/zod-openapi';
+import { MODEL_ID_PATTERN } from '../db/queue.ts';
 import { GENERATION_STATUSES, WEBHOOK_EVENT_TYPES } from '../db/types.ts';
 import {
   EXAMPLE_GENERATION_ID,
@@ -24,39 +25,58 @@ const dimension = (name: string) =>
     .min(side.min)
     .max(side.max)
     .multipleOf(side.multipleOf)
-    .default(side.default)
+    .optional()
     .openapi({
-      description: `Image ${name} in pixels: a multiple of ${side.multipleOf} in ${side.min}..${side.max}.`,
+      description:
+        `Image ${name} in pixels: a multiple of ${side.multipleOf} in ${side.min}..${side.max}, within the ` +
+        `model's range (GET /v1/models). Absent: the model's default (${side.default} for Stable Diffusion 1.x).`,
       example: 512,
     });
 
 export const CreateGenerationRequest = z
   .strictObject({
+    model: z
+      .string()
+      .regex(MODEL_ID_PATTERN, 'must be a model id (lowercase letters, digits, ".", "_" and "-")')
+      .optional()
+      .openapi({
+        description:
+          "The model to run, by id (GET /v1/models). Absent: the service's default model. Every other field is " +
+          "checked against this model's capabilities (422 `unsupported_by_model`); an unknown or retired model " +
+          'is 422 `model_not_found`.',
+        example: 'sd15',
+      }),
     prompt: z
       .string()
       .trim()
       .min(1)
       .max(promptMaxLength)
       .openapi({ description: 'What to draw. Leading and trailing whitespace is removed.' }),
-    negative_prompt: z
-      .string()
-      .max(promptMaxLength)
-      .default('')
-      .openapi({ description: 'What to steer away from.', example: 'blurry, low quality' }),
+    negative_prompt: z.string().max(promptMaxLength).default('').openapi({
+      description:
+        "What to steer away from; only for models that use one (the model's `negative_prompt` capability).",
+      example: 'blurry, low quality',
+    }),
     width: dimension('width'),
     height: dimension('height'),
     steps: z
       .int()
       .min(steps.min)
       .max(steps.max)
-      .default(steps.default)
-      .openapi({ description: 'Denoising steps.', example: 25 }),
+      .optional()
+      .openapi({
+        description: `Denoising steps, within the model's range. Absent: the model's default (${steps.default} for Stable Diffusion 1.x).`,
+        example: 25,
+      }),
     guidance_scale: z
       .number()
       .min(guidanceScale.min)
       .max(guidanceScale.max)
-      .default(guidanceScale.default)
-      .openapi({ description: 'Classifier-free guidance strength.', example: 7.5 }),
+      .optional()
+      .openapi({
+        description: `Classifier-free guidance strength, within the model's range. Absent: the model's default (${guidanceScale.default} for Stable Diffusion 1.x).`,
+        example: 7.5,
+      }),
     seed: z.int().min(seed.min).max(seed.max).optional().openapi({
       description: 'Random seed for reproducible results; chosen by the server when absent.',
       example: 42,
@@ -66,10 +86,10 @@ export const CreateGenerationRequest = z
       .min(numImages.min)
       .max(numImages.max)
       .default(numImages.default)
-      .openapi({ description: 'Images to generate.', example: 1 }),
+      .openapi({ description: "Images to generate, up to the model's `max_images`.", example: 1 }),
     scheduler: z.enum(SCHEDULER_CHOICES).optional().openapi({
       description:
-        "Sampler: euler, euler_a (Euler ancestral), ddim, lcm or dpmpp_2m (DPM++ 2M). Absent: the model's own scheduler configuration decides.",
+        "Sampler: euler, euler_a (Euler ancestral), ddim, lcm or dpmpp_2m (DPM++ 2M), among those the model offers. Absent: the model's own scheduler configuration decides.",
       example: 'dpmpp_2m',
     }),
     karras: z
@@ -147,9 +167,11 @@ export const EXAMPLE_GENERATION = {
   id: EXAMPLE_GENERATION_ID,
   object: 'generation',
   status: 'queued',
+  model: 'sd15',
   prompt: 'a lighthouse on a cliff at dawn, oil painting',
   negative_prompt: 'blurry',
   prompt_en: null,
+  translated: null,
   negative_prompt_en: null,
   width: 512,
   height: 512,
@@ -161,6 +183,7 @@ export const EXAMPLE_GENERATION = {
   requested_scheduler: null,
   karras: null,
   queue_position: 0,
+  live_workers: 1,
   progress: null,
   eta: '2026-11-28T10:15:42.000Z',
   cancel_requested: false,

@@ -51,9 +51,11 @@ test('POST /v1/generations queues a generation: 202, Location, defaults, chosen 
       id: undefined,
       object: 'generation',
       status: 'queued',
+      model: 'demo',
       prompt: 'a red fox in snow',
       negative_prompt: '',
       prompt_en: null,
+      translated: null,
       negative_prompt_en: null,
       width: 512,
       height: 512,
@@ -65,6 +67,7 @@ test('POST /v1/generations queues a generation: 202, Location, defaults, chosen 
       requested_scheduler: null,
       karras: null,
       queue_position: undefined,
+      live_workers: 0,
       progress: null,
       eta: null,
       cancel_requested: false,
@@ -92,7 +95,7 @@ test('POST /v1/generations queues a generation: 202, Location, defaults, chosen 
 
   const job = await jobFor(id);
   assert.ok(job, 'a pg-boss job with the generation id exists');
-  assert.equal(job.name, 'generations');
+  assert.equal(job.name, 'generations/demo', "the default model's queue");
   assert.equal(job.state, 'created');
   assert.deepEqual(job.data, { v: 1, generation_id: id });
 });

@@ -13,6 +13,7 @@ import {
 } from '../shared/log-events.ts';
 import { createS3ObjectStore } from '../shared/object-store.ts';
 import { createTestDatabase, type TestDatabase } from '../test/harness/database.ts';
+import { registerDemoModel } from '../test/harness/models.ts';
 import { type S3ServerProcess, startS3ServerProcess } from '../test/harness/s3-server.ts';
 
 let t: TestDatabase;
@@ -68,6 +69,7 @@ test("boots, logs 'api listening' with its URL, serves, and exits 0 on SIGTERM",
   assert.equal((await fetch(`${url}/healthz`)).status, 200);
   assert.equal((await fetch(`${url}/readyz`)).status, 200);
   const { key } = await createApiKey(t.db, { name: 'main' });
+  await registerDemoModel(t.db);
   const res = await fetch(`${url}/v1/generations`, {
     method: 'POST',
     headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },

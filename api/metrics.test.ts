@@ -9,13 +9,17 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import { createApiKey } from '../db/api-keys.repository.ts';
 import { createDb } from '../db/connect.ts';
-import { GENERATION_QUEUE } from '../db/queue.ts';
+import { generationQueue } from '../db/queue.ts';
 import { heartbeatWorker, markWorkerStopped, registerWorker } from '../db/workers.repository.ts';
 import { ConfigError } from '../shared/env.ts';
 import { METRICS_QUERY_FAILED } from '../shared/log-events.ts';
+import { DEMO_MODEL_ID } from '../test/harness/models.ts';
 import { loadApiConfig } from './config.ts';
 import { METRICS_QUERY_TIMEOUT_MS } from './metrics.ts';
 import { call, startTestApi, type TestApi } from './testing.ts';
+
+// The demo model's queue: every generation here runs on it.
+const GENERATION_QUEUE = generationQueue(DEMO_MODEL_ID);
 
 let api: TestApi;
 let alice: { id: string; key: string };
@@ -132,6 +136,7 @@ test('the generations, queue and worker gauges match the rows at scrape time', a
 
   await registerWorker(api.t.db, {
     id: 'live-1',
+    modelId: 'demo',
     hostname: 'box',
     pid: 1,
     provider: 'cpu',
@@ -146,6 +151,7 @@ test('the generations, queue and worker gauges match the rows at scrape time', a
   for (const id of ['stale-1', 'stopped-1']) {
     await registerWorker(api.t.db, {
       id,
+      modelId: 'demo',
       hostname: 'box',
       pid: 2,
       provider: 'cpu',
@@ -182,12 +188,12 @@ test('the generations, queue and worker gauges match the rows at scrape time', a
   assert.equal(s.get('easel_generations{status="failed"}'), 0);
   assert.equal(s.get('easel_generations{status="canceled"}'), 1);
   for (const state of ['created', 'retry', 'active']) {
-    assert.equal(s.get(`easel_queue_jobs{state="${state}"}`), jobs.get(state) ?? 0, state);
+    assert.equal(s.get(`easel_queue_jobs{model="demo",state="${state}"}`), jobs.get(state) ?? 0, state);
   }
   // The one job the test fetched is active; the canceled one left the open states.
-  assert.equal(s.get('easel_queue_jobs{state="active"}'), 1);
+  assert.equal(s.get('easel_queue_jobs{model="demo",state="active"}'), 1);
   assert.equal(jobs.get('cancelled'), 1);
-  assert.equal(s.has('easel_queue_jobs{state="cancelled"}'), false);
+  assert.equal(s.has('easel_queue_jobs{model="demo",state="cancelled"}'), false);
   assert.equal(s.get('easel_workers_live'), 1);
   assert.equal(s.get('easel_metrics_scrape_errors_total{query="generations"}'), 0);
 });
@@ -234,7 +240,7 @@ test('a count stuck behind a lock is cancelled by Postgres itself (statement_tim
     const before = api.logs.length;
     const { text, samples: s } = await scrape(api.url);
     assert.doesNotMatch(text, /^easel_generations\{/m);
-    assert.ok(s.has('easel_queue_jobs{state="created"}'));
+    assert.ok(s.has('easel_queue_jobs{model="demo",state="created"}'));
     assert.ok(s.has('easel_workers_live'));
     assert.equal(s.get('easel_metrics_scrape_errors_total{query="generations"}'), 1);
     const warned = api.logs.slice(before).find((l) => l.msg === METRICS_QUERY_FAILED);

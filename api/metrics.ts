@@ -9,7 +9,7 @@ import { sql } from 'kysely';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Db } from '../db/connect.ts';
 import { countGenerationsByStatus } from '../db/generations.repository.ts';
-import { GENERATION_QUEUE, PGBOSS_SCHEMA } from '../db/queue.ts';
+import { LEGACY_GENERATION_QUEUE, PGBOSS_SCHEMA } from '../db/queue.ts';
 import { GENERATION_STATUSES } from '../db/types.ts';
 import { listWorkers } from '../db/workers.repository.ts';
 import { withDeadline } from '../shared/deadline.ts';
@@ -68,12 +68,26 @@ function bounded<T>(db: Db, what: string, query: (trx: Db) => Promise<T>): Promi
   return withDeadline(run, METRICS_QUERY_TIMEOUT_MS + CONNECT_ALLOWANCE_MS, what);
 }
 
-async function openJobsByState(db: Db): Promise<Map<string, number>> {
-  const { rows } = await sql<{ state: string; n: number }>`
-    select state, count(*)::int as n from ${sql.table(`${PGBOSS_SCHEMA}.job`)}
-    where name = ${GENERATION_QUEUE} and state in (${sql.join([...OPEN_JOB_STATES])})
-    group by state`.execute(db);
-  return new Map(rows.map((row) => [row.state, row.n]));
+/**
+ * Open generation jobs per model queue and state, with a 0 for every state of every known model
+ * (an autoscaler reads a missing series as no data, not as an empty queue). The queue of
+ * generations from before models existed is model 'legacy', present while it has open jobs.
+ */
+async function openJobsByState(db: Db): Promise<{ model: string; state: string; n: number }[]> {
+  const prefix = `${LEGACY_GENERATION_QUEUE}/`;
+  const { rows } = await sql<{ model: string; state: string; n: number }>`
+    with counts as (
+      select case when name = ${LEGACY_GENERATION_QUEUE} then 'legacy' else substr(name, ${prefix.length + 1}) end as model,
+        state::text as state, count(*)::int as n
+      from ${sql.table(`${PGBOSS_SCHEMA}.job`)}
+      where (name = ${LEGACY_GENERATION_QUEUE} or name like ${`${prefix}%`})
+        and state in (${sql.join([...OPEN_JOB_STATES])})
+      group by name, state)
+    select model, state, n from counts
+    union all
+    select m.id, s.state, 0 from models m cross join unnest(${[...OPEN_JOB_STATES]}::text[]) as s(state)
+    where not exists (select 1 from counts c where c.model = m.id and c.state = s.state)`.execute(db);
+  return rows;
 }
 
 export function createApiMetrics(deps: MetricsDeps): ApiMetrics {
@@ -157,11 +171,11 @@ export function createApiMetrics(deps: MetricsDeps): ApiMetrics {
     if (jobs.status === 'fulfilled') {
       const gauge = new Gauge({
         name: 'easel_queue_jobs',
-        help: `Unfinished pg-boss jobs of the ${GENERATION_QUEUE} queue by state (read at scrape time).`,
-        labelNames: ['state'] as const,
+        help: 'Unfinished generation jobs by model queue and state (read at scrape time).',
+        labelNames: ['model', 'state'] as const,
         registers: [scrape],
       });
-      for (const state of OPEN_JOB_STATES) gauge.set({ state }, jobs.value.get(state) ?? 0);
+      for (const { model, state, n } of jobs.value) gauge.set({ model, state }, n);
     } else failed('queue_jobs', jobs);
     if (workers.status === 'fulfilled') {
       const gauge = new Gauge({

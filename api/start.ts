@@ -13,6 +13,8 @@ import { createS3ObjectStore, type ObjectStore } from '../shared/object-store.ts
 import { type ServiceDeps, type ServiceHandle, StartFailed, serviceHandle } from '../shared/service.ts';
 import { createApp } from './app.ts';
 import { type ApiConfig, internalS3Settings, publicS3Settings } from './config.ts';
+import { startLegacyAdoption } from './legacy-adoption.ts';
+import { createModelCatalog } from './model-catalog.ts';
 import { createStatusListener } from './status-listener.ts';
 
 export type ApiHandle = ServiceHandle<{ url: string }>;
@@ -61,7 +63,9 @@ export async function startApi(config: ApiConfig, deps: ServiceDeps = {}): Promi
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
     boss.on('error', (error) => logger.error({ err: error }, 'pg-boss error'));
     await boss.start();
-    await ensureGenerationQueue(boss);
+    // The queue of generations from before models existed, so they can still be canceled; each
+    // model's queue is made when its worker starts, or at the first create for it.
+    await ensureGenerationQueue(boss, null);
     // The cancel of a queued generation enqueues its webhook event in the same transaction.
     await ensureWebhookQueue(boss);
     await statusListener.start();
@@ -71,7 +75,14 @@ export async function startApi(config: ApiConfig, deps: ServiceDeps = {}): Promi
     throw new StartFailed('the API failed to start', { cause: error });
   }
 
-  const app = createApp({ db, boss, store, config, logger, statusListener });
+  const models = createModelCatalog({
+    db,
+    boss,
+    cacheMs: config.MODEL_CACHE_SECONDS * 1000,
+    defaultModel: config.DEFAULT_MODEL,
+  });
+  const app = createApp({ db, boss, store, config, logger, statusListener, models });
+  const legacy = startLegacyAdoption({ db, boss, models, logger });
   let listening = false;
   let reportFailure: () => void = () => {};
   const failed = new Promise<void>((resolve) => {
@@ -121,6 +132,7 @@ export async function startApi(config: ApiConfig, deps: ServiceDeps = {}): Promi
     try {
       // Requests held by `Prefer: wait` answer now with what they have (202) instead of at their timeout.
       await statusListener.close();
+      await legacy.stop();
       await closed;
       await boss.stop({ graceful: true });
       await db.destroy();

@@ -66,6 +66,7 @@ async function succeed(id: string) {
     timings: { denoise_ms: 1 },
     scheduler: 'ddim',
     promptTruncated: false,
+    translated: false,
   });
   assert.ok(done);
 }

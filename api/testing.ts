@@ -9,6 +9,7 @@ import { createApiKey } from '../db/api-keys.repository.ts';
 import { createBoss, ensureGenerationQueue } from '../db/queue.ts';
 import { createS3ObjectStore, type ObjectStore } from '../shared/object-store.ts';
 import { createTestDatabase, type TestDatabase } from '../test/harness/database.ts';
+import { registerDemoModel } from '../test/harness/models.ts';
 import { type S3ServerProcess, startS3ServerProcess } from '../test/harness/s3-server.ts';
 import { type AppDeps, createApp } from './app.ts';
 import { type ApiConfig, loadApiConfig, publicS3Settings } from './config.ts';
@@ -119,7 +120,9 @@ export async function startTestApi(label: string, env: Record<string, string> = 
   await store.ensureBucket();
   const boss = createBoss(t.url, { supervise: false, applicationName: 'easel-api-test', max: 2 });
   await boss.start();
-  await ensureGenerationQueue(boss);
+  await ensureGenerationQueue(boss, null);
+  // Creates need a model: the demo model, as its worker would announce it (no worker runs here).
+  await registerDemoModel(t.db);
   const logs: LogLine[] = [];
   const deps: AppDeps = { db: t.db, boss, store, config, logger: captureLogger(logs) };
   const openapiViolations: string[] = [];

@@ -21,6 +21,7 @@ before(async () => {
 
   await registerWorker(api.t.db, {
     id: 'gpu-a',
+    modelId: 'demo',
     hostname: 'box-a',
     pid: 101,
     provider: 'cuda',
@@ -30,6 +31,7 @@ before(async () => {
   await heartbeatWorker(api.t.db, 'gpu-a', { currentGenerationId: running, jobsSucceeded: 7, jobsFailed: 1 });
   await registerWorker(api.t.db, {
     id: 'gpu-silent',
+    modelId: 'demo',
     hostname: 'box-b',
     pid: 202,
     provider: 'cpu',
@@ -47,6 +49,7 @@ before(async () => {
     .execute();
   await registerWorker(api.t.db, {
     id: 'gpu-stopped',
+    modelId: 'demo',
     hostname: 'box-c',
     pid: 303,
     provider: 'cpu',

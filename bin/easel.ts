@@ -17,7 +17,8 @@ local, no server:
   generate   generate images from a prompt with a local model and write JPEGs
   tokenize   print the token ids the text encoder receives for a text
   translate  translate a (Russian) prompt to English with a local translator model
-  models     write a demo model (models demo) or download one from a model hub (models fetch)
+  models     write a demo model, download one from a model hub, or list, register and retire the
+             models a server serves (models demo|fetch|list|register|retire)
 
 \`easel <command> --help\` shows a command's options; EASEL_DEBUG=1 adds stack traces to errors.
 `;

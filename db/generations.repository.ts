@@ -63,16 +63,17 @@ export async function findGenerationForOwner(
 }
 
 /**
- * How many queued generations (all owners) were accepted before this one: 0 means next.
- * Counted from our own table, not pg-boss's cached statistics.
+ * How many queued generations of the same model (all owners) were accepted before this one: 0
+ * means next. Counted from our own table, not pg-boss's cached statistics.
  */
-export async function queuePosition(db: Executor, generation: Pick<Generation, 'id'>) {
+export async function queuePosition(db: Executor, generation: Pick<Generation, 'id' | 'model'>) {
   // The row's own created_at, read in SQL: rows created in one transaction (a create batch), or in
   // one millisecond, differ only by id.
   const row = await db
     .selectFrom('generations')
     .select(sql<number>`count(*)::int`.as('ahead'))
     .where('status', '=', 'queued')
+    .where((eb) => (generation.model === null ? eb('model', 'is', null) : eb('model', '=', generation.model)))
     .where(
       sql<boolean>`(created_at, id) < (select s.created_at, s.id from generations s where s.id = ${generation.id}::uuid)`,
     )
@@ -233,12 +234,19 @@ export async function recordTranslation(
 ) {
   await db
     .updateTable('generations')
-    .set({ prompt_en: promptEn, negative_prompt_en: negativePromptEn, updated_at: sql`now()` })
+    .set({
+      prompt_en: promptEn,
+      negative_prompt_en: negativePromptEn,
+      translated: true,
+      updated_at: sql`now()`,
+    })
     .where('id', '=', id)
     .execute();
 }
 
 export interface SuccessRecord {
+  /** Whether the prompts were translated to English before encoding. */
+  translated: boolean;
   promptEn: string;
   negativePromptEn: string;
   outputs: StoredOutput[];
@@ -254,6 +262,7 @@ export async function markSucceeded(db: Executor, id: string, result: SuccessRec
       status: 'succeeded',
       prompt_en: result.promptEn,
       negative_prompt_en: result.negativePromptEn,
+      translated: result.translated,
       outputs: JSON.stringify(result.outputs),
       timings: JSON.stringify(result.timings),
       scheduler: result.scheduler,
@@ -341,7 +350,8 @@ export async function listGenerations(
     .select([
       sql<number | null>`case when g.status = 'queued' then (
         select count(*)::int from generations q
-        where q.status = 'queued' and (q.created_at, q.id) < (g.created_at, g.id)) end`.as('queue_position'),
+        where q.status = 'queued' and q.model is not distinct from g.model
+          and (q.created_at, q.id) < (g.created_at, g.id)) end`.as('queue_position'),
     ])
     .where('g.api_key_id', '=', query.apiKeyId);
   if (query.statuses && query.statuses.length > 0) q = q.where('g.status', 'in', [...query.statuses]);
@@ -367,28 +377,27 @@ export async function listGenerations(
 export interface QueueEstimateInputs {
   /** Mean run time (started → finished) of the last RECENT_RUNS succeeded generations; null without any. */
   avgRunMs: number | null;
-  /** Live workers: heartbeating in the registry, or running/starting generations within WORKER_WINDOW. */
+  /** Live workers of the model: heartbeating in the registry within a minute, not stopped. */
   workers: number;
 }
 
 const RECENT_RUNS = 20;
-const WORKER_WINDOW = sql`interval '5 minutes'`;
 
-export async function queueEstimateInputs(db: Executor): Promise<QueueEstimateInputs> {
+/**
+ * One model's inputs (null: generations from before models existed, any worker). Live workers are
+ * those holding the model in the registry (heartbeat within a minute) and not stopped.
+ */
+export async function queueEstimateInputs(db: Executor, model: string | null): Promise<QueueEstimateInputs> {
+  const sameModel = model === null ? sql`model is null` : sql`model = ${model}`;
   const { rows } = await sql<{ avg_run_ms: number | null; workers: number }>`
     select
       (select avg(extract(epoch from (r.finished_at - r.started_at)) * 1000)::float8
         from (select finished_at, started_at from generations
-              where status = 'succeeded' and started_at is not null
+              where status = 'succeeded' and started_at is not null and ${sameModel}
               order by finished_at desc limit ${RECENT_RUNS}) r) as avg_run_ms,
-      -- Live workers in the registry (heartbeat within a minute); also those seen running work
-      -- recently, for workers that predate the registry or lost their heartbeat writes.
-      greatest(
-        (select count(*)::int from workers
-          where stopped_at is null and last_heartbeat_at > now() - interval '1 minute'),
-        (select count(distinct worker_id)::int from generations
-          where worker_id is not null
-            and (started_at > now() - ${WORKER_WINDOW} or status = 'running'))) as workers`.execute(db);
+      (select count(*)::int from workers
+        where stopped_at is null and last_heartbeat_at > now() - interval '1 minute'
+          and ${model === null ? sql`true` : sql`model_id = ${model}`}) as workers`.execute(db);
   const row = rows[0];
   return { avgRunMs: row?.avg_run_ms ?? null, workers: row?.workers ?? 0 };
 }

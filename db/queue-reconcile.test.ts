@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import { sql } from 'kysely';
 import type { PgBoss } from 'pg-boss';
 import { createTestDatabase, type TestDatabase } from '../test/harness/database.ts';
+import { DEMO_MODEL_ID } from '../test/harness/models.ts';
 import { createApiKey } from './api-keys.repository.ts';
 import { findGeneration, insertGeneration, markRunning } from './generations.repository.ts';
 import {
@@ -14,11 +15,14 @@ import {
   DEFAULT_QUEUE_POLICY,
   enqueueGeneration,
   ensureGenerationQueue,
-  GENERATION_QUEUE,
+  generationQueue,
   PGBOSS_SCHEMA,
 } from './queue.ts';
 import { expediteCrashRetries, findQueueDrift, reconcileQueueDrift } from './queue-reconcile.ts';
 import { ensureWebhookQueue } from './webhook-queue.ts';
+
+// The demo model's queue: every generation here runs on it.
+const GENERATION_QUEUE = generationQueue(DEMO_MODEL_ID);
 
 let database: TestDatabase;
 let boss: PgBoss;
@@ -28,7 +32,7 @@ before(async () => {
   database = await createTestDatabase('queue_reconcile');
   boss = createBoss(database.url, { supervise: false, applicationName: 'easel-test' });
   await boss.start();
-  await ensureGenerationQueue(boss, { ...DEFAULT_QUEUE_POLICY, retryLimit: 1 });
+  await ensureGenerationQueue(boss, DEMO_MODEL_ID, { ...DEFAULT_QUEUE_POLICY, retryLimit: 1 });
   await ensureWebhookQueue(boss);
   apiKeyId = (await createApiKey(database.db, { name: 'reconcile' })).apiKey.id;
 });
@@ -54,10 +58,11 @@ async function create(): Promise<string> {
       guidance_scale: 7.5,
       num_images: 1,
       seed: 1,
+      model: DEMO_MODEL_ID,
       webhook_url: 'http://127.0.0.1:9/hook',
       webhook_events: ['generation.failed'],
     });
-    await enqueueGeneration(boss, trx, id);
+    await enqueueGeneration(boss, trx, { id, model: DEMO_MODEL_ID });
   });
   return id;
 }
@@ -97,7 +102,7 @@ test('a crashed attempt with retries left is made runnable now instead of after 
   assert.equal(handedBack?.state, 'retry');
   assert.ok((handedBack?.start_after.getTime() ?? 0) > Date.now(), 'pg-boss backs the retry off');
 
-  assert.equal(await expediteCrashRetries(database.db), 1);
+  assert.equal(await expediteCrashRetries(database.db, GENERATION_QUEUE), 1);
   const [again] = await boss.fetch(GENERATION_QUEUE, { batchSize: 1 });
   assert.equal(again?.id, id, 'fetchable at once');
   // Not a drift: the job is active again.
@@ -136,7 +141,7 @@ test('the incremental pass sees jobs failed since its clock; the full pass also 
   const failure = { code: 'model_error', message: 'broken unet', permanent: true };
   await boss.fail(GENERATION_QUEUE, failedByWorker, failure);
   assert.equal((await jobState(failedByWorker))?.state, 'retry');
-  await expediteCrashRetries(database.db); // not a crash: its backoff stays
+  await expediteCrashRetries(database.db, GENERATION_QUEUE); // not a crash: its backoff stays
   await sql`update ${job} set start_after = now() where name = ${GENERATION_QUEUE} and id = ${failedByWorker}`.execute(
     database.db,
   );

@@ -8,7 +8,7 @@ import { sql } from 'kysely';
 import type { PgBoss } from 'pg-boss';
 import type { Db } from './connect.ts';
 import { markFailed } from './generations.repository.ts';
-import { GENERATION_QUEUE, PGBOSS_SCHEMA } from './queue.ts';
+import { generationQueueSql, PGBOSS_SCHEMA } from './queue.ts';
 import { withWebhookEvent } from './webhooks.repository.ts';
 
 /** A row still queued or running whose job is final or gone. */
@@ -45,14 +45,14 @@ export async function findQueueDrift(
   const query = options.since
     ? sql<QueueDrift>`
       select ${columns}
-      from ${job} j join generations g on g.id = j.id
-      where j.name = ${GENERATION_QUEUE} and j.completed_on >= ${options.since} and j.state = 'failed'
+      from ${job} j join generations g on g.id = j.id and j.name = ${generationQueueSql('g')}
+      where j.completed_on >= ${options.since} and j.state = 'failed'
         and g.status in ('queued', 'running')
       limit ${limit}`
     : sql<QueueDrift>`
       select ${columns}
       from generations g
-      left join ${job} j on j.name = ${GENERATION_QUEUE} and j.id = g.id
+      left join ${job} j on j.name = ${generationQueueSql('g')} and j.id = g.id
       where g.status in ('queued', 'running')
         and (j.id is null or j.state in ('completed', 'failed', 'cancelled'))
       limit ${limit}`;
@@ -102,13 +102,13 @@ export async function reconcileQueueDrift(
 
 /**
  * A crashed attempt waits out pg-boss's retry backoff (meant for transient errors, 4–8 s for a
- * first retry at the defaults) although the next worker is healthy. Makes such retries runnable
- * now; returns how many, so the caller can wake the workers.
+ * first retry at the defaults) although the next worker is healthy. Makes such retries in `queue`
+ * (a model's) runnable now; returns how many, so the caller can wake that model's workers.
  */
-export async function expediteCrashRetries(db: Db): Promise<number> {
+export async function expediteCrashRetries(db: Db, queue: string): Promise<number> {
   const result = await sql`
     update ${sql.table(`${PGBOSS_SCHEMA}.job`)} set start_after = now()
-    where name = ${GENERATION_QUEUE} and state = 'retry' and start_after > now()
+    where name = ${queue} and state = 'retry' and start_after > now()
       and output->'value'->>'message' = ${HEARTBEAT_LOST}`.execute(db);
   return Number(result.numAffectedRows ?? 0);
 }

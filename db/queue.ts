@@ -5,12 +5,35 @@ import { fromKysely, PgBoss } from 'pg-boss';
 import { z } from 'zod';
 import type { Database } from './types.ts';
 
-export const GENERATION_QUEUE = 'generations';
+/** Model ids: lowercase letters, digits, '.', '_' and '-', so they fit in a queue name and a URL. */
+export const MODEL_ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
 /**
- * Workers LISTEN here to fetch within milliseconds of an insert. The API sends it after a create
- * batch commits (QueueWaker); enqueueGeneration sends it in its transaction (delivered on commit).
- * Our own channel, so the wake-up does not depend on pg-boss internals. Retries whose backoff
- * ends send nothing: workers also poll every few seconds.
+ * The queue generations were in before models existed; its jobs run on the default model. New
+ * generations go to their model's queue (generationQueue).
+ */
+export const LEGACY_GENERATION_QUEUE = 'generations';
+
+/**
+ * Each model has its own queue, so a job is only ever fetched by a worker holding its model warm,
+ * and pickup, retries, crash recovery and positions work per model exactly as with one queue.
+ */
+export function generationQueue(model: string | null): string {
+  return model === null ? LEGACY_GENERATION_QUEUE : `${LEGACY_GENERATION_QUEUE}/${model}`;
+}
+
+/** SQL for the queue of a generations row aliased `alias` (the reconciler joins rows to jobs). */
+export function generationQueueSql(alias: string) {
+  const model = sql.ref(`${alias}.model`);
+  return sql<string>`case when ${model} is null then ${LEGACY_GENERATION_QUEUE} else ${`${LEGACY_GENERATION_QUEUE}/`} || ${model} end`;
+}
+
+/**
+ * Workers LISTEN here to fetch within milliseconds of an insert; the payload is the model whose
+ * queue got jobs ('' wakes every worker). The API sends it after a create batch commits
+ * (QueueWaker); enqueueGeneration sends it in its transaction (delivered on commit). Our own
+ * channel, so the wake-up does not depend on pg-boss internals. Retries whose backoff ends send
+ * nothing: workers also poll every few seconds.
  */
 export const GENERATION_QUEUED_CHANNEL = 'easel_generation_queued';
 export const PGBOSS_SCHEMA = 'pgboss';
@@ -88,25 +111,26 @@ function toQueueOptions(policy: QueuePolicy) {
 }
 
 /**
- * Creates the generation queue if missing. With a policy (the worker's, from its config) the
- * policy is (re)applied; without one (producers) an existing queue is left as it is, so an API
- * restart never resets what the workers configured. pg-boss copies the policy onto each job
+ * Creates a model's generation queue if missing. With a policy (the worker's, from its config)
+ * the policy is (re)applied; without one (producers) an existing queue is left as it is, so an
+ * API restart never resets what the workers configured. pg-boss copies the policy onto each job
  * when it is sent.
  */
-export async function ensureGenerationQueue(boss: PgBoss, policy?: QueuePolicy) {
+export async function ensureGenerationQueue(boss: PgBoss, model: string | null, policy?: QueuePolicy) {
+  const name = generationQueue(model);
   // notify off: workers wake on GENERATION_QUEUED_CHANNEL, so pg-boss's own NOTIFY would be a
   // second, unused one per insert.
   const options = { ...toQueueOptions(policy ?? DEFAULT_QUEUE_POLICY), notify: false };
-  if (!(await boss.getQueue(GENERATION_QUEUE))) {
+  if (!(await boss.getQueue(name))) {
     try {
-      await boss.createQueue(GENERATION_QUEUE, options);
+      await boss.createQueue(name, options);
       return;
     } catch (error) {
       // Another process created it between our check and our insert.
-      if (!(await boss.getQueue(GENERATION_QUEUE))) throw error;
+      if (!(await boss.getQueue(name))) throw error;
     }
   }
-  if (policy) await boss.updateQueue(GENERATION_QUEUE, options);
+  if (policy) await boss.updateQueue(name, options);
 }
 
 /**
@@ -117,10 +141,16 @@ export async function ensureGenerationQueue(boss: PgBoss, policy?: QueuePolicy) 
 export async function enqueueGeneration(
   boss: PgBoss,
   trx: Kysely<Database>,
-  generationId: string,
+  generation: QueuedGeneration,
 ): Promise<void> {
-  await enqueueGenerations(boss, trx, [generationId]);
-  await sql`select pg_notify(${GENERATION_QUEUED_CHANNEL}, ${generationId})`.execute(trx);
+  await enqueueGenerations(boss, trx, [generation]);
+  await sql`select pg_notify(${GENERATION_QUEUED_CHANNEL}, ${generation.model ?? ''})`.execute(trx);
+}
+
+/** What the queue needs of a generation: its id (the job's) and its model (the queue). */
+export interface QueuedGeneration {
+  id: string;
+  model: string | null;
 }
 
 /**
@@ -131,48 +161,60 @@ export async function enqueueGeneration(
 export async function enqueueGenerations(
   boss: PgBoss,
   trx: Kysely<Database>,
-  generationIds: readonly string[],
+  generations: readonly QueuedGeneration[],
 ): Promise<void> {
-  if (generationIds.length === 0) return;
-  const jobs = generationIds.map((id) => ({ id, data: { v: 1, generation_id: id } satisfies GenerationJob }));
-  const inserted = await boss.insert(GENERATION_QUEUE, jobs, { db: fromKysely(trx), returnId: true });
-  // pg-boss skips conflicting ids silently; a row without its job must roll back, not commit.
-  if (inserted?.length !== generationIds.length) {
-    throw new Error(`pg-boss inserted ${inserted?.length ?? 0} of ${generationIds.length} generation jobs`);
+  const byQueue = Map.groupBy(generations, (generation) => generationQueue(generation.model));
+  for (const [queue, group] of byQueue) {
+    const jobs = group.map(({ id }) => ({ id, data: { v: 1, generation_id: id } satisfies GenerationJob }));
+    const inserted = await boss.insert(queue, jobs, { db: fromKysely(trx), returnId: true });
+    // pg-boss skips conflicting ids silently; a row without its job must roll back, not commit.
+    if (inserted?.length !== jobs.length) {
+      throw new Error(
+        `pg-boss inserted ${inserted?.length ?? 0} of ${jobs.length} generation jobs into ${queue}`,
+      );
+    }
   }
 }
 
 export interface QueueWaker {
   /**
-   * Wakes idle workers; resolves once a NOTIFY sent after this call has completed (never
-   * rejects). Pokes that arrive while one is in flight share the next one.
+   * Wakes the idle workers of a model (null: every worker); resolves once a NOTIFY sent after
+   * this call has completed (never rejects). Pokes for one model that arrive while one is in
+   * flight share the next one.
    */
-  poke(): Promise<void>;
+  poke(model: string | null): Promise<void>;
 }
 
 /**
- * Wake-ups for committed jobs, sent outside any create transaction and coalesced, so a burst
- * of creates costs a handful of NOTIFYs instead of one per create. A wake-up that fails is only
- * a delay: workers also poll every few seconds.
+ * Wake-ups for committed jobs, sent outside any create transaction and coalesced per model, so a
+ * burst of creates costs a handful of NOTIFYs instead of one per create. A wake-up that fails is
+ * only a delay: workers also poll every few seconds.
  */
 export function createQueueWaker(db: Kysely<Database>, onError: (error: unknown) => void): QueueWaker {
-  let inFlight: Promise<void> | undefined;
-  let next: Promise<void> | undefined;
-  const send = (): Promise<void> =>
-    sql`select pg_notify(${GENERATION_QUEUED_CHANNEL}, '')`.execute(db).then(() => undefined, onError);
-  const poke = (): Promise<void> => {
-    if (!inFlight) {
-      inFlight = send().finally(() => {
-        inFlight = undefined;
-      });
-      return inFlight;
+  const inFlight = new Map<string, Promise<void>>();
+  const next = new Map<string, Promise<void>>();
+  const send = (payload: string): Promise<void> =>
+    sql`select pg_notify(${GENERATION_QUEUED_CHANNEL}, ${payload})`
+      .execute(db)
+      .then(() => undefined, onError);
+  const poke = (model: string | null): Promise<void> => {
+    const payload = model ?? '';
+    const current = inFlight.get(payload);
+    if (!current) {
+      const sent = send(payload).finally(() => inFlight.delete(payload));
+      inFlight.set(payload, sent);
+      return sent;
     }
     // One is in flight but may have been sent before this poke's rows committed: follow it.
-    next ??= inFlight.then(() => {
-      next = undefined;
-      return poke();
-    });
-    return next;
+    let following = next.get(payload);
+    if (!following) {
+      following = current.then(() => {
+        next.delete(payload);
+        return poke(model);
+      });
+      next.set(payload, following);
+    }
+    return following;
   };
   return { poke };
 }
@@ -184,15 +226,16 @@ export function createQueueWaker(db: Kysely<Database>, onError: (error: unknown)
 export async function cancelGenerationJob(
   boss: PgBoss,
   trx: Parameters<typeof fromKysely>[0],
-  generationId: string,
+  generation: QueuedGeneration,
 ): Promise<void> {
-  await boss.cancel(GENERATION_QUEUE, generationId, { db: fromKysely(trx) });
+  await boss.cancel(generationQueue(generation.model), generation.id, { db: fromKysely(trx) });
 }
 
 /** How many generation jobs pg-boss still holds as runnable or running (for diagnostics and tests). */
 export async function countOpenGenerationJobs<DB>(db: Kysely<DB>): Promise<number> {
   const { rows } = await sql<{ n: number }>`
     select count(*)::int as n from ${sql.table(`${PGBOSS_SCHEMA}.job`)}
-    where name = ${GENERATION_QUEUE} and state in ('created', 'retry', 'active')`.execute(db);
+    where (name = ${LEGACY_GENERATION_QUEUE} or name like ${`${LEGACY_GENERATION_QUEUE}/%`})
+      and state in ('created', 'retry', 'active')`.execute(db);
   return rows[0]?.n ?? 0;
 }

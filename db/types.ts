@@ -77,6 +77,8 @@ export interface GenerationsTable {
   /** The prompts the text encoder saw: the English translation of a Russian prompt, else the prompt. */
   prompt_en: string | null;
   negative_prompt_en: string | null;
+  /** Whether the worker translated the prompts to English (null until it has taken the generation). */
+  translated: ColumnType<boolean | null, boolean | null | undefined, boolean | null>;
   outputs: ColumnType<StoredOutput[], string | undefined, string>;
   timings: ColumnType<StageTimingsRecord, string | undefined, string>;
   prompt_truncated: Generated<boolean>;
@@ -96,6 +98,11 @@ export interface GenerationsTable {
   step_ms: number | null;
   /** WORKER_ID of the worker that ran the last attempt. */
   worker_id: string | null;
+  /**
+   * The model (models.id) the generation runs on; its job is in that model's queue. Null only for
+   * generations created before models existed (they run on the default model).
+   */
+  model: ColumnType<string | null, string | null | undefined, string | null>;
   /** Where status changes are POSTed (Standard Webhooks); null: no webhooks. */
   webhook_url: ColumnType<string | null, string | null | undefined, string | null>;
   /** The event types to send; null when there is no webhook_url. */
@@ -176,6 +183,47 @@ export interface WebhookDisabledUrlsTable {
   disabled_at: DefaultTimestamp;
 }
 
+/**
+ * What a model can be asked for. Its family sets the ranges; a model folder's easel-model.json
+ * (or an operator's registration) may narrow them and set other defaults. The API validates every
+ * request against these before queueing.
+ */
+export interface ModelCapabilities {
+  /** Samplers a request may choose (the `scheduler` field). */
+  samplers: string[];
+  /** Those of them that accept `karras: true`. */
+  karras_samplers: string[];
+  /** What runs without `scheduler`, named as the resource's `scheduler` names it (e.g. `euler_a`). */
+  default_sampler: string;
+  width: { min: number; max: number; multiple_of: number; default: number };
+  height: { min: number; max: number; multiple_of: number; default: number };
+  steps: { min: number; max: number; default: number };
+  guidance_scale: { min: number; max: number; default: number };
+  /** Whether the pipeline uses `negative_prompt` (a model without classifier-free guidance does not). */
+  negative_prompt: boolean;
+  /** Prompt languages the text encoder reads natively (ISO 639-1); others are translated to English first. */
+  languages: string[];
+  /** The most images one request may ask for (`num_images`). */
+  max_images: number;
+}
+
+/** A model the fleet serves (or served): announced by its workers, or registered by an operator. */
+export interface ModelsTable {
+  /** Lowercase letters, digits, '.', '_' and '-' (MODEL_ID_PATTERN); part of its queue's name. */
+  id: string;
+  /** The family's short name, e.g. `stable-diffusion`. */
+  family: string;
+  capabilities: ColumnType<ModelCapabilities, string, string>;
+  /** SHA-256 over the model folder's files as its last worker announced them; null if none has. */
+  content_hash: string | null;
+  created_at: DefaultTimestamp;
+  updated_at: DefaultTimestamp;
+  /** When a worker holding it last started. */
+  announced_at: Timestamp | null;
+  /** Retired models take no new generations (422 model_not_found); queued ones still run. */
+  retired_at: Timestamp | null;
+}
+
 /** One worker process, as its last heartbeat left it. */
 export interface WorkersTable {
   id: string;
@@ -183,6 +231,8 @@ export interface WorkersTable {
   pid: number;
   provider: string;
   model: ColumnType<Record<string, unknown>, string, string>;
+  /** models.id of the model it holds warm (null for workers from before models existed). */
+  model_id: ColumnType<string | null, string | null | undefined, string | null>;
   translator: ColumnType<Record<string, unknown> | null, string | null, string | null>;
   current_generation_id: string | null;
   jobs_succeeded: ColumnType<number, number | undefined, number>;
@@ -200,6 +250,7 @@ export interface Database {
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_disabled_urls: WebhookDisabledUrlsTable;
   workers: WorkersTable;
+  models: ModelsTable;
 }
 
 export type ApiKey = Selectable<ApiKeysTable>;
@@ -211,3 +262,4 @@ export type WebhookEvent = Selectable<WebhookEventsTable>;
 export type WebhookDelivery = Selectable<WebhookDeliveriesTable>;
 export type WebhookDisabledUrl = Selectable<WebhookDisabledUrlsTable>;
 export type Worker = Selectable<WorkersTable>;
+export type Model = Selectable<ModelsTable>;

@@ -12,6 +12,8 @@ export interface WorkerRegistration {
   pid: number;
   provider: string;
   model: Record<string, unknown>;
+  /** models.id of the model it holds. */
+  modelId: string;
   translator: Record<string, unknown> | null;
 }
 
@@ -21,6 +23,7 @@ export async function registerWorker(db: Executor, worker: WorkerRegistration): 
     pid: worker.pid,
     provider: worker.provider,
     model: JSON.stringify(worker.model),
+    model_id: worker.modelId,
     translator: worker.translator ? JSON.stringify(worker.translator) : null,
   };
   // A restarted worker with a fixed WORKER_ID takes over its row with fresh counters.

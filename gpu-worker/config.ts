@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_QUEUE_POLICY, type QueuePolicy } from '../db/queue.ts';
+import { DEFAULT_QUEUE_POLICY, MODEL_ID_PATTERN, type QueuePolicy } from '../db/queue.ts';
 import { envBoolean, envInt, parseEnv, sharedEnv } from '../shared/env.ts';
 import { healthListenerEnv } from '../shared/health-server.ts';
 
@@ -15,6 +15,17 @@ const schema = z.object({
     .min(1)
     .optional()
     .describe('diffusers/optimum ONNX model folder; unset: the demo model, built under `EASEL_DATA_DIR`'),
+  MODEL_ID: z
+    .string()
+    .regex(
+      MODEL_ID_PATTERN,
+      'lowercase letters, digits, ".", "_" and "-", starting with a letter or digit (64 at most)',
+    )
+    .optional()
+    .describe(
+      "The id clients name this worker's model by (`model` in a request) and its queue's name; unset: " +
+        "`id` in the folder's easel-model.json, else the folder's name (the demo model: `demo`)",
+    ),
   EASEL_DATA_DIR: z
     .string()
     .min(1)

@@ -100,6 +100,8 @@ export interface HandlerDeps {
   model: TextToImage;
   translator: Translator | undefined;
   translationMode: TranslationMode;
+  /** Prompt languages the model reads natively (its `languages` capability): those are not translated. */
+  languages?: readonly string[];
   logger: Logger;
   /** Fires when a shutdown's grace period runs out: jobs in hand go back to the queue. */
   shutdownSignal: AbortSignal;
@@ -227,8 +229,8 @@ export function createGenerationStages(deps: HandlerDeps): GenerationStages {
         // Russian prompts become English before tokenization (CLIP's vocabulary is English); done
         // here, while the previous job still denoises, so the accelerator never waits for it.
         const [prompt, negative] = await Promise.all([
-          translatePrompt(deps.translator, generation.prompt, deps.translationMode),
-          translatePrompt(deps.translator, generation.negative_prompt, deps.translationMode),
+          translatePrompt(deps.translator, generation.prompt, deps.translationMode, deps.languages),
+          translatePrompt(deps.translator, generation.negative_prompt, deps.translationMode, deps.languages),
         ]);
         if (prompt.translated || negative.translated) {
           await recordTranslation(db, ctx.id, prompt.promptEn, negative.promptEn);
@@ -357,6 +359,7 @@ export function createGenerationStages(deps: HandlerDeps): GenerationStages {
         };
         const recorded = await withWebhookEvent(db, deps.boss, (trx) =>
           markSucceeded(trx, ctx.id, {
+            translated: prompt.translated || negative.translated,
             promptEn: prompt.promptEn,
             negativePromptEn: negative.promptEn,
             outputs,

@@ -8,8 +8,9 @@ import { after, before, test } from 'node:test';
 import { sql } from 'kysely';
 import type { PgBoss } from 'pg-boss';
 import pino from 'pino';
-import { createBoss, ensureGenerationQueue, GENERATION_QUEUE, PGBOSS_SCHEMA } from '../db/queue.ts';
+import { createBoss, ensureGenerationQueue, generationQueue, PGBOSS_SCHEMA } from '../db/queue.ts';
 import { createTestDatabase, type TestDatabase } from '../test/harness/database.ts';
+import { DEMO_MODEL_ID } from '../test/harness/models.ts';
 import type {
   DenoisedJob,
   GenerationStages,
@@ -19,6 +20,9 @@ import type {
 } from './generation.handler.ts';
 import { startQueueLoop } from './queue-loop.ts';
 
+// The demo model's queue: every generation here runs on it.
+const GENERATION_QUEUE = generationQueue(DEMO_MODEL_ID);
+
 let database: TestDatabase;
 let boss: PgBoss;
 
@@ -26,7 +30,7 @@ before(async () => {
   database = await createTestDatabase('queue_loop');
   boss = createBoss(database.url, { applicationName: 'queue-loop-test' });
   await boss.start();
-  await ensureGenerationQueue(boss, {
+  await ensureGenerationQueue(boss, DEMO_MODEL_ID, {
     expireInSeconds: 60,
     retryLimit: 2,
     retryDelaySeconds: 1,
@@ -128,6 +132,7 @@ test('the next job is prepared during the current denoise, and a tail runs along
   const s = instrumentedStages();
   const loop = startQueueLoop({
     boss,
+    queue: GENERATION_QUEUE,
     stages: s.stages,
     logger,
     heartbeatSeconds: 10,
@@ -174,7 +179,14 @@ test('stop() takes no new job, lets the jobs in hand settle, and leaves the rest
   // B may have been prefetched before the stop: then it is run to the end, not stranded.
   s.release(`denoise:${b}`);
   s.release(`finish:${b}`);
-  const loop = startQueueLoop({ boss, stages: s.stages, logger, heartbeatSeconds: 10, prefetchLeadMs: 0 });
+  const loop = startQueueLoop({
+    boss,
+    queue: GENERATION_QUEUE,
+    stages: s.stages,
+    logger,
+    heartbeatSeconds: 10,
+    prefetchLeadMs: 0,
+  });
   await s.reached(`denoise:start:${a}`);
   const stopped = loop.stop();
   s.release(`denoise:${a}`);
@@ -201,7 +213,14 @@ test('a retry settlement fails the attempt so pg-boss retries it; a permanent on
     s.release(`denoise:${id}`);
     s.release(`finish:${id}`);
   }
-  const loop = startQueueLoop({ boss, stages: s.stages, logger, heartbeatSeconds: 10, prefetchLeadMs: 0 });
+  const loop = startQueueLoop({
+    boss,
+    queue: GENERATION_QUEUE,
+    stages: s.stages,
+    logger,
+    heartbeatSeconds: 10,
+    prefetchLeadMs: 0,
+  });
   try {
     // The retry's backoff (1 s) ends with no NOTIFY; the loop's backstop poll takes it again.
     await s.reached(`finish:end:${retried}`, 2);

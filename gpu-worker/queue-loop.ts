@@ -11,7 +11,6 @@
 // one is expected to finish, so with several workers an idle GPU still gets new work first.
 import type { JobWithMetadata, PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
-import { GENERATION_QUEUE } from '../db/queue.ts';
 import {
   type DenoisedJob,
   type GenerationStages,
@@ -23,6 +22,8 @@ import {
 
 export interface QueueLoopOptions {
   boss: PgBoss;
+  /** The queue of the model this worker holds warm (generationQueue): the only one it fetches from. */
+  queue: string;
   stages: GenerationStages;
   logger: Logger;
   /** Queue policy's heartbeat: held jobs are touched at half this interval. */
@@ -56,7 +57,7 @@ export interface QueueLoop {
 const SETTLE_ATTEMPTS = 6;
 
 export function startQueueLoop(options: QueueLoopOptions): QueueLoop {
-  const { boss, stages, logger, observer } = options;
+  const { boss, queue, stages, logger, observer } = options;
   const maxTails = options.maxTails ?? 2;
   const pollIntervalMs = options.pollIntervalMs ?? 2_000;
   const held = new Map<string, { job: JobWithMetadata<unknown>; timer: NodeJS.Timeout }>();
@@ -71,7 +72,7 @@ export function startQueueLoop(options: QueueLoopOptions): QueueLoop {
     () => {
       if (held.size === 0) return;
       const attempts = [...held.values()].map(({ job }) => ({ id: job.id, retryCount: job.retryCount }));
-      boss.touch(GENERATION_QUEUE, attempts).catch((error: unknown) => {
+      boss.touch(queue, attempts).catch((error: unknown) => {
         // The next beat tries again; only a long outage lets pg-boss hand the jobs back.
         logger.warn({ err: error, jobs: attempts.length }, 'job heartbeat failed');
       });
@@ -102,7 +103,7 @@ export function startQueueLoop(options: QueueLoopOptions): QueueLoop {
     while (!stopping) {
       pendingWake = false;
       try {
-        const [job] = await boss.fetch<unknown>(GENERATION_QUEUE, { batchSize: 1, includeMetadata: true });
+        const [job] = await boss.fetch<unknown>(queue, { batchSize: 1, includeMetadata: true });
         if (job) return job;
         await sleep(pollIntervalMs);
         backoffMs = 250;
@@ -136,8 +137,8 @@ export function startQueueLoop(options: QueueLoopOptions): QueueLoop {
     // make it look abandoned.
     for (let i = 0; i < SETTLE_ATTEMPTS; i++) {
       try {
-        if (settlement.error) await boss.fail(GENERATION_QUEUE, attempt, { ...settlement.error });
-        else await boss.complete(GENERATION_QUEUE, attempt);
+        if (settlement.error) await boss.fail(queue, attempt, { ...settlement.error });
+        else await boss.complete(queue, attempt);
         break;
       } catch (error) {
         if (i === SETTLE_ATTEMPTS - 1) {

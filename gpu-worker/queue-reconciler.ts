@@ -10,15 +10,17 @@ import { sql } from 'kysely';
 import type { PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
 import type { Db } from '../db/connect.ts';
-import type { QueueWaker } from '../db/queue.ts';
+import { generationQueue, type QueueWaker } from '../db/queue.ts';
 import { expediteCrashRetries, reconcileQueueDrift } from '../db/queue-reconcile.ts';
 
 export interface QueueReconcilerOptions {
   db: Db;
   boss: PgBoss;
   logger: Logger;
-  /** Wakes every worker (this one included) when crashed jobs became runnable. */
+  /** Wakes this model's workers (this one included) when crashed jobs became runnable. */
   waker: QueueWaker;
+  /** The model this worker holds: its queue's crashed retries are the ones it expedites. */
+  model: string;
   /** How often to look (the same cadence as pg-boss's supervisor, QUEUE_MONITOR_SECONDS). */
   intervalMs: number;
   /** How often to compare every unfinished row with its job (finds any other drift). */
@@ -43,10 +45,10 @@ export function startQueueReconciler(options: QueueReconcilerOptions): QueueReco
   async function pass(): Promise<void> {
     const { rows } = await sql<{ now: Date }>`select now() as now`.execute(db);
     const now = rows[0]?.now ?? new Date();
-    const expedited = await expediteCrashRetries(db);
+    const expedited = await expediteCrashRetries(db, generationQueue(options.model));
     if (expedited > 0) {
       logger.info({ jobs: expedited }, 'crashed attempts made runnable again');
-      await waker.poke();
+      await waker.poke(options.model);
     }
     const full = since === undefined || Date.now() - lastFullSweep >= fullEveryMs;
     // One second of margin: a job failed in the same instant as the last pass's clock reading.

@@ -9,11 +9,13 @@ import { pino } from 'pino';
 import { createDb } from '../db/connect.ts';
 import { createListenConnection } from '../db/listen-connection.ts';
 import { migrateToLatest } from '../db/migrate.ts';
+import { announceModel } from '../db/models.repository.ts';
 import {
   createBoss,
   createQueueWaker,
   ensureGenerationQueue,
   GENERATION_QUEUED_CHANNEL,
+  generationQueue,
 } from '../db/queue.ts';
 import { ensureWebhookQueue } from '../db/webhook-queue.ts';
 import { heartbeatWorker, markWorkerStopped, registerWorker } from '../db/workers.repository.ts';
@@ -33,9 +35,11 @@ import { createCancelListener } from './cancel-listener.ts';
 import type { WorkerConfig } from './config.ts';
 import { createGenerationStages } from './generation.handler.ts';
 import { createWorkerMetrics } from './metrics.ts';
+import { modelContentHash } from './models/content-hash.ts';
+import { type ModelCard, readModelCard } from './models/model-card.ts';
 import { type QueueLoop, startQueueLoop } from './queue-loop.ts';
 import { startQueueReconciler } from './queue-reconciler.ts';
-import { loadWarmModels, type WarmModels } from './warm-models.ts';
+import { loadWarmModels, resolveModelDir, type WarmModels } from './warm-models.ts';
 
 export type WorkerHandle = ServiceHandle<{
   worker_id: string;
@@ -47,6 +51,18 @@ export async function startWorker(config: WorkerConfig, deps: ServiceDeps = {}):
   const { env } = config;
   const options = { level: env.LOG_LEVEL, base: { service: 'easel-worker', worker_id: env.WORKER_ID } };
   const logger = deps.logDestination ? pino(options, deps.logDestination) : pino(options);
+
+  // The model this worker serves decides its queue and what it announces: read before connecting.
+  let modelDir: string;
+  let card: ModelCard;
+  try {
+    modelDir = await resolveModelDir(config);
+    card = await readModelCard(modelDir, env.MODEL_ID);
+  } catch (error) {
+    logger.fatal({ err: error }, WORKER_FAILED_TO_START);
+    throw new StartFailed('the worker failed to start', { cause: error });
+  }
+  const queue = generationQueue(card.id);
 
   const db = createDb(env.DATABASE_URL, { max: 4, applicationName: 'easel-worker' });
   const store = createS3ObjectStore(s3SettingsFrom(env));
@@ -65,7 +81,10 @@ export async function startWorker(config: WorkerConfig, deps: ServiceDeps = {}):
   const wakeups = createListenConnection({
     connectionString: env.DATABASE_URL,
     channels: [GENERATION_QUEUED_CHANNEL],
-    onNotification: () => loop?.wake(),
+    // The payload names the model whose queue got jobs; '' is for every worker.
+    onNotification: (_channel, payload) => {
+      if (payload === '' || payload === card.id) loop?.wake();
+    },
     logger: logger.child({ component: 'queue-wakeups' }),
     applicationName: 'easel-worker-wakeups',
   });
@@ -76,6 +95,7 @@ export async function startWorker(config: WorkerConfig, deps: ServiceDeps = {}):
     logger: logger.child({ component: 'queue-reconciler' }),
     waker: createQueueWaker(db, (error) => logger.warn({ err: error }, 'queue wake-up failed')),
     intervalMs: env.QUEUE_MONITOR_SECONDS * 1000,
+    model: card.id,
   });
 
   const shutdown = new AbortController();
@@ -131,15 +151,36 @@ export async function startWorker(config: WorkerConfig, deps: ServiceDeps = {}):
     logger.info({ url: healthServerUrl(health) }, WORKER_HEALTH_LISTENING);
   }
 
-  const loading = loadWarmModels(config, logger);
+  // Tells the fleet (and the API) what this worker serves, before it takes jobs.
+  const announce = async (contentHash: string) => {
+    const announced = await announceModel(db, {
+      id: card.id,
+      family: card.family.name,
+      capabilities: card.capabilities,
+      contentHash,
+    });
+    if (announced.previousHash && announced.previousHash !== contentHash) {
+      logger.warn(
+        { model_id: card.id, previous_hash: announced.previousHash, content_hash: contentHash },
+        "this model's files differ from what it was last announced with",
+      );
+    }
+    if (announced.retired)
+      logger.warn({ model_id: card.id }, 'this model is retired: it takes no new generations');
+  };
+  const loading = loadWarmModels(config, modelDir, logger);
+  // Hashing the folder runs beside the load (the model's files are read once either way).
+  const hashing = modelContentHash(modelDir, `${env.EASEL_DATA_DIR}/model-hashes.json`);
+  hashing.catch(() => {});
   try {
     [models] = await Promise.all([
       loading,
       (async () => {
         await migrateToLatest(db);
+        await announce(await hashing);
         await store.ensureBucket();
         await boss.start();
-        await ensureGenerationQueue(boss, config.queuePolicy);
+        await ensureGenerationQueue(boss, card.id, config.queuePolicy);
         // Hand back jobs of workers that died (SIGKILL, lost box) now, not at pg-boss's next
         // supervision tick: a restarted worker must find its predecessor's job queued again.
         await boss.supervise();
@@ -163,6 +204,7 @@ export async function startWorker(config: WorkerConfig, deps: ServiceDeps = {}):
     model: warm.model,
     translator: warm.translator,
     translationMode: env.TRANSLATION_MODE,
+    languages: card.capabilities.languages,
     logger,
     shutdownSignal: shutdown.signal,
     onActive: (id) => {
@@ -175,6 +217,7 @@ export async function startWorker(config: WorkerConfig, deps: ServiceDeps = {}):
   const counts = { succeeded: 0, failed: 0 };
   const running = startQueueLoop({
     boss,
+    queue,
     stages,
     logger,
     heartbeatSeconds: env.HEARTBEAT_SECONDS,
@@ -196,7 +239,8 @@ export async function startWorker(config: WorkerConfig, deps: ServiceDeps = {}):
     hostname: hostname(),
     pid: process.pid,
     provider: env.EXECUTION_PROVIDER,
-    model: { ...warm.model.info },
+    model: { ...warm.model.info, id: card.id },
+    modelId: card.id,
     translator: warm.translator ? { ...warm.translator.info } : null,
   };
   await registerWorker(db, registration).catch((error: unknown) =>

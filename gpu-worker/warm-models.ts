@@ -14,14 +14,20 @@ export interface WarmModels {
   release(): Promise<void>;
 }
 
-export async function loadWarmModels(config: WorkerConfig, logger: Logger): Promise<WarmModels> {
+/** MODEL_DIR, or the demo model's folder (built on first use). */
+export async function resolveModelDir(config: WorkerConfig): Promise<string> {
+  return config.modelDir ?? (await ensureDemoModel(config.demoModelDir));
+}
+
+export async function loadWarmModels(
+  config: WorkerConfig,
+  modelDir: string,
+  logger: Logger,
+): Promise<WarmModels> {
   const { env } = config;
   const started = performance.now();
   const [model, translator] = await Promise.all([
-    (async () => {
-      const dir = config.modelDir ?? (await ensureDemoModel(config.demoModelDir));
-      return loadTextToImage(dir, { provider: env.EXECUTION_PROVIDER });
-    })(),
+    loadTextToImage(modelDir, { provider: env.EXECUTION_PROVIDER }),
     (async () => {
       if (!config.translatorDir) return undefined;
       const dir =

@@ -21,13 +21,13 @@ test('running: the remaining steps at the measured step time', () => {
   assert.equal(runningEta({ progress_step: null, progress_total: null, step_ms: null }, NOW), null);
 });
 
-test('queued: this job and those ahead, at the recent mean run time, shared among recent workers', () => {
+test("queued: this job and those ahead, at the model's recent mean run time, shared among its live workers", () => {
   assert.equal(queuedEta(0, { avgRunMs: 2000, workers: 1 }, NOW), '2026-11-28T10:00:02.000Z');
   assert.equal(queuedEta(3, { avgRunMs: 2000, workers: 2 }, NOW), '2026-11-28T10:00:04.000Z');
   assert.equal(
     queuedEta(1, { avgRunMs: 1000, workers: 0 }, NOW),
-    '2026-11-28T10:00:02.000Z',
-    'at least one worker',
+    null,
+    'no live worker of the model: nothing says when one starts',
   );
   assert.equal(queuedEta(5, { avgRunMs: null, workers: 3 }, NOW), null, 'nothing to average yet');
 });

@@ -15,12 +15,12 @@ export function runningEta(
 }
 
 /**
- * Queued: this generation and the ones ahead of it, at the recent average run time, shared
- * among the workers seen recently (at least one). Null without any succeeded generation to
- * average.
+ * Queued: this generation and the ones ahead of it, at the model's recent average run time,
+ * shared among its live workers. Null without any succeeded generation to average, and while no
+ * worker of the model is live (nothing says when one will start).
  */
 export function queuedEta(position: number, inputs: QueueEstimateInputs, now: number): string | null {
-  if (inputs.avgRunMs === null) return null;
-  const workers = Math.max(1, inputs.workers);
+  if (inputs.avgRunMs === null || inputs.workers === 0) return null;
+  const workers = inputs.workers;
   return new Date(now + ((position + 1) * inputs.avgRunMs) / workers).toISOString();
 }

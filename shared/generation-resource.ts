@@ -53,9 +53,11 @@ export async function toResource(
     id: row.id,
     object: 'generation',
     status: row.status,
+    model: row.model,
     prompt: row.prompt,
     negative_prompt: row.negative_prompt,
     prompt_en: row.prompt_en,
+    translated: row.translated,
     negative_prompt_en: row.negative_prompt_en,
     width: row.width,
     height: row.height,
@@ -67,6 +69,7 @@ export async function toResource(
     requested_scheduler: row.requested_scheduler as GenerationResource['requested_scheduler'],
     karras: row.requested_karras,
     queue_position: row.status === 'queued' ? position : null,
+    live_workers: row.status === 'queued' && queue ? queue.workers : null,
     progress:
       row.status === 'queued' || row.progress_step === null || row.progress_total === null
         ? null

@@ -73,11 +73,21 @@ export const GenerationResourceSchema = z.object({
   id: z.uuid().openapi({ example: EXAMPLE_GENERATION_ID }),
   object: z.literal('generation'),
   status: z.enum(GENERATION_STATUSES).openapi({ example: 'queued' }),
+  model: z.string().nullable().openapi({
+    description:
+      'The model it runs on (GET /v1/models/{id}); null only for generations created before the service had several models.',
+    example: 'sd15',
+  }),
   prompt: z.string(),
   negative_prompt: z.string(),
   prompt_en: z.string().nullable().openapi({
     description:
-      'The prompt the text encoder received: the English translation of a Russian prompt, else the prompt itself. Null until the worker has taken the generation.',
+      'The prompt the text encoder received: the English translation when the prompt was translated (see `translated`), else the prompt itself. Null until the worker has taken the generation.',
+  }),
+  translated: z.boolean().nullable().openapi({
+    description:
+      'Whether the worker translated the prompts to English before encoding: a prompt in a language the model does not read natively (its `languages` capability) is, when TRANSLATION_MODE is auto. Null until the worker has taken the generation.',
+    example: false,
   }),
   negative_prompt_en: z
     .string()
@@ -101,9 +111,20 @@ export const GenerationResourceSchema = z.object({
     .nullable()
     .openapi({ description: 'Karras spacing as requested; null: the model default.' }),
   queue_position: z.int().min(0).nullable().openapi({
-    description: 'Queued generations ahead of this one (0 = next); null unless status is queued.',
+    description:
+      'Queued generations of the same model ahead of this one (0 = next); null unless status is queued.',
     example: 0,
   }),
+  live_workers: z
+    .int()
+    .min(0)
+    .nullable()
+    .openapi({
+      description:
+        "Workers holding this generation's model that are live now; null unless status is queued. 0: it waits " +
+        'until a worker of its model starts (and `eta` is null).',
+      example: 1,
+    }),
   progress: z.union([GenerationProgress, z.null()]).openapi({
     description: 'Null until the worker has finished a denoising step, and while queued.',
   }),
@@ -112,7 +133,7 @@ export const GenerationResourceSchema = z.object({
       'An estimate of when the generation will finish; null when finished or when there is nothing to ' +
       "estimate from. Running: now + the remaining steps × the attempt's moving-average step time " +
       '(decoding and upload add a little). Queued: now + (queue_position + 1) × the mean run time of ' +
-      'the last 20 succeeded generations ÷ the workers active in the last 5 minutes (at least 1).',
+      "the model's last 20 succeeded generations ÷ its live workers; null while none is live.",
     example: '2026-11-28T10:15:39.000Z',
   }),
   cancel_requested: z.boolean().openapi({

@@ -155,7 +155,7 @@ test('a queued generation is canceled at once, with its job, and never runs', as
   );
 });
 
-test('queue positions fall as earlier jobs finish; queued generations carry an ETA', async (t) => {
+test('queue positions fall as earlier jobs finish; queued generations carry an ETA once a worker of their model is live', async (t) => {
   const first = await stack.enqueue({ steps: 2 });
   const second = await stack.enqueue(LONG);
   const third = await stack.enqueue(LONG);
@@ -171,13 +171,15 @@ test('queue positions fall as earlier jobs finish; queued generations carry an E
       [third, 2],
     ],
   );
-  // The earlier test left a succeeded generation to average over.
-  const etas = listed.map((g) => Date.parse(g.eta ?? ''));
-  assert.ok(
-    etas.every((eta) => eta > Date.now() - 60_000),
-    `queued ETAs: ${listed.map((g) => g.eta)}`,
+  // No worker of the model is live yet: the resource says so, and there is no ETA to give.
+  assert.deepEqual(
+    listed.map((g) => [g.live_workers, g.eta]),
+    [
+      [0, null],
+      [0, null],
+      [0, null],
+    ],
   );
-  assert.ok((etas[0] ?? 0) < (etas[1] ?? 0) && (etas[1] ?? 0) < (etas[2] ?? 0), 'later in line, later ETA');
 
   const worker = await stack.startWorker();
   t.after(() => worker.stop());
@@ -186,7 +188,9 @@ test('queue positions fall as earlier jobs finish; queued generations carry an E
   const later = await get(third);
   assert.equal(later.status, 'queued');
   assert.ok(later.queue_position !== null && later.queue_position <= 1, `position ${later.queue_position}`);
-  assert.equal(typeof later.eta, 'string');
+  assert.equal(later.live_workers, 1);
+  // The earlier test left a succeeded generation to average over.
+  assert.ok(Date.parse(later.eta ?? '') > Date.now() - 60_000, `queued ETA: ${later.eta}`);
 
   // Clean up: the queued one is canceled at once; the running one once its worker has stopped it,
   // which `Prefer: wait` waits for.

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import openapiTS, { astToString, type OpenAPI3 } from 'openapi-typescript';
 import { parse } from 'yaml';
 import { runToEnd } from '../bin/testing.ts';
+import { DEMO_MODEL_ID } from './harness/models.ts';
 import { type Stack, startStack } from './harness/stack.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -352,13 +353,12 @@ test('a client generated from openapi.yaml type-checks and works against the liv
   assertComplete(second, 'create second');
   assert.equal(second.queue_position, 1, 'one generation ahead of it');
   assert.equal(second.width, 64);
-  const defaults = (
-    spec.components as {
-      schemas: { CreateGenerationRequest: { properties: Record<string, { default?: unknown }> } };
-    }
-  ).schemas.CreateGenerationRequest.properties;
-  assert.equal(second.steps, defaults.steps?.default, 'the default openapi.yaml documents');
-  assert.equal(second.guidance_scale, defaults.guidance_scale?.default);
+  // Absent fields take the model's defaults, as GET /v1/models/{id} shows them.
+  const model = (await (await stack.request(`/v1/models/${DEMO_MODEL_ID}`)).json()) as {
+    defaults: { steps: number; guidance_scale: number };
+  };
+  assert.equal(second.steps, model.defaults.steps, "the model's default steps");
+  assert.equal(second.guidance_scale, model.defaults.guidance_scale);
   assert.equal(second.num_images, 1);
   assert.equal(typeof second.seed, 'number', 'the server chose a seed');
   assert.equal(second.requested_scheduler, null);

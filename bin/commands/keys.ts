@@ -3,7 +3,8 @@
 
 import type { ApiKeySummary } from '../../db/api-keys.repository.ts';
 import type { Db } from '../../db/connect.ts';
-import { CliError, describeError, intFlag, parseFlags, UsageError } from './cli.ts';
+import { CliError, intFlag, parseFlags, UsageError } from './cli.ts';
+import { databaseUrl, withDatabase } from './database.ts';
 
 export const keysUsage = `usage:
   easel keys create --name NAME [--max-in-flight N] [--admin] [--json]
@@ -65,51 +66,6 @@ export async function keysCommand(args: string[]): Promise<void> {
   }
 }
 
-function databaseUrl(flag: string | undefined): string {
-  const url = flag ?? process.env.DATABASE_URL;
-  if (!url) throw new UsageError('set DATABASE_URL or pass --database-url');
-  if (!/^postgres(ql)?:\/\//.test(url)) throw new UsageError('the database URL must be a postgres:// URL');
-  return url;
-}
-
-/** Opens the database for one command, with pg's failures turned into lines an operator can act on. */
-async function withDatabase<T>(url: string, fn: (db: Db) => Promise<T>): Promise<T> {
-  const { createDb } = await import('../../db/connect.ts');
-  const db = createDb(url, { max: 1, applicationName: 'easel-keys' });
-  try {
-    return await fn(db);
-  } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    const where = redact(url);
-    if (code === '42P01' || code === '42703') {
-      throw new CliError(`the database at ${where} is not migrated to this version; run \`easel migrate\``);
-    }
-    if (code === '3D000' || code === '28P01' || code === '28000' || isConnectionError(error)) {
-      throw new CliError(`cannot use the database at ${where}: ${describeError(error)}`);
-    }
-    throw error;
-  } finally {
-    await db.destroy();
-  }
-}
-
-function isConnectionError(error: unknown): boolean {
-  if (error instanceof AggregateError) return true; // every address of the host refused
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return true; // ECONNREFUSED, ENOTFOUND, …
-  return error instanceof Error && /timeout.*connect|Connection terminated/i.test(error.message);
-}
-
-function redact(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return 'DATABASE_URL';
-  }
-}
-
 function maxInFlightFlag(value: string | undefined): number | null | undefined {
   if (value === 'default') return null;
   return value === undefined ? undefined : intFlag(value, '--max-in-flight', 0, 1, MAX_IN_FLIGHT_LIMIT);
@@ -163,7 +119,7 @@ async function create(args: string[]): Promise<void> {
   const maxInFlight = maxInFlightFlag(values['max-in-flight']);
   const url = databaseUrl(values['database-url']);
   const { createApiKey } = await import('../../db/api-keys.repository.ts');
-  const { apiKey, key, webhookSecret } = await withDatabase(url, (db) =>
+  const { apiKey, key, webhookSecret } = await withDatabase(url, 'easel-keys', (db) =>
     createApiKey(db, { name, maxInFlight, admin: values.admin === true }),
   );
   if (values.json) {
@@ -183,7 +139,7 @@ async function list(args: string[]): Promise<void> {
   if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
   const url = databaseUrl(values['database-url']);
   const { listApiKeys } = await import('../../db/api-keys.repository.ts');
-  const keys = await withDatabase(url, listApiKeys);
+  const keys = await withDatabase(url, 'easel-keys', listApiKeys);
   if (values.json) {
     process.stdout.write(`${JSON.stringify(keys.map(toJson))}\n`);
     return;
@@ -241,7 +197,7 @@ async function revoke(args: string[]): Promise<void> {
   const reference = oneReference(positionals);
   const url = databaseUrl(values['database-url']);
   const { revokeApiKey } = await import('../../db/api-keys.repository.ts');
-  const result = await withDatabase(url, async (db) => {
+  const result = await withDatabase(url, 'easel-keys', async (db) => {
     const key = await resolveKey(db, reference);
     const revoked = await revokeApiKey(db, key.id);
     if (!revoked) throw new CliError(`API key ${describeKey(key)} disappeared while revoking it`);
@@ -272,7 +228,7 @@ async function set(args: string[]): Promise<void> {
   }
   const url = databaseUrl(values['database-url']);
   const { updateApiKey } = await import('../../db/api-keys.repository.ts');
-  const updated = await withDatabase(url, async (db) => {
+  const updated = await withDatabase(url, 'easel-keys', async (db) => {
     const key = await resolveKey(db, reference);
     const row = await updateApiKey(db, key.id, { name, maxInFlight });
     if (!row) throw new CliError(`API key ${describeKey(key)} disappeared while changing it`);
@@ -295,7 +251,7 @@ async function rotateSecret(args: string[]): Promise<void> {
   }
   const url = databaseUrl(values['database-url']);
   const { rotateWebhookSecret } = await import('../../db/webhooks.repository.ts');
-  const { key, secret } = await withDatabase(url, async (db) => {
+  const { key, secret } = await withDatabase(url, 'easel-keys', async (db) => {
     const key = await resolveKey(db, reference);
     return { key, secret: await rotateWebhookSecret(db, key.id, overlap) };
   });
@@ -317,7 +273,7 @@ async function disabledWebhookUrls(args: string[]): Promise<void> {
   const reference = oneReference(positionals);
   const url = databaseUrl(values['database-url']);
   const { listDisabledWebhookUrls } = await import('../../db/webhooks.repository.ts');
-  const { key, rows } = await withDatabase(url, async (db) => {
+  const { key, rows } = await withDatabase(url, 'easel-keys', async (db) => {
     const key = await resolveKey(db, reference);
     return { key, rows: await listDisabledWebhookUrls(db, key.id) };
   });
@@ -344,7 +300,7 @@ async function enableWebhookUrl(args: string[]): Promise<void> {
   if (!reference || !target || extra.length > 0) throw new UsageError('expected ID_OR_PREFIX and URL');
   const url = databaseUrl(values['database-url']);
   const repository = await import('../../db/webhooks.repository.ts');
-  const { key, enabled } = await withDatabase(url, async (db) => {
+  const { key, enabled } = await withDatabase(url, 'easel-keys', async (db) => {
     const key = await resolveKey(db, reference);
     return { key, enabled: await repository.enableWebhookUrl(db, key.id, { url: target }) };
   });

@@ -184,8 +184,12 @@ export interface Service {
   ready: LogRecord;
   /** Most recent output lines, for diagnostics when something fails. */
   recent(): string[];
-  /** Resolves with the first later log line whose `msg` matches. */
-  waitForLog(msg: string, predicate?: (line: LogRecord) => boolean): Promise<LogRecord>;
+  /** Resolves with the first later log line whose `msg` matches (with `past`, a recent one counts too). */
+  waitForLog(
+    msg: string,
+    predicate?: (line: LogRecord) => boolean,
+    options?: { past?: boolean },
+  ): Promise<LogRecord>;
   /** SIGTERM (or the given signal) and wait until it has stopped; resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }

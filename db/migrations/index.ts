@@ -7,6 +7,7 @@ import * as m0005 from './0005-webhooks.ts';
 import * as m0006 from './0006-workers-and-admin.ts';
 import * as m0007 from './0007-webhook-disabled-urls.ts';
 import * as m0008 from './0008-millisecond-timestamps.ts';
+import * as m0009 from './0009-models.ts';
 
 // A static list rather than a folder scan: it works the same from source, a bundle or a container.
 const migrations: Record<string, Migration> = {
@@ -18,6 +19,7 @@ const migrations: Record<string, Migration> = {
   '0006-workers-and-admin': m0006,
   '0007-webhook-disabled-urls': m0007,
   '0008-millisecond-timestamps': m0008,
+  '0009-models': m0009,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -25,8 +25,8 @@ function anyLayout(): string {
   return FAMILIES.map((family) => family.layout).join('; or ');
 }
 
-/** Loads every session of the model in `dir` once; the result stays warm until release(). */
-export async function loadTextToImage(dir: string, options: LoadOptions): Promise<TextToImage> {
+/** The family that loads the model in `dir`, from its model_index.json `_class_name`. */
+export async function familyOf(dir: string): Promise<ModelFamily & { className: string }> {
   const indexFile = 'model_index.json';
   await requireFile(dir, indexFile, anyLayout());
   const index = await readModelJson(dir, indexFile);
@@ -48,5 +48,11 @@ export async function loadTextToImage(dir: string, options: LoadOptions): Promis
       `unsupported pipeline "${className}" (supported: ${SUPPORTED_FAMILIES.join(', ')})`,
     );
   }
-  return family.load(dir, { ...options, family: className });
+  return { ...family, className };
+}
+
+/** Loads every session of the model in `dir` once; the result stays warm until release(). */
+export async function loadTextToImage(dir: string, options: LoadOptions): Promise<TextToImage> {
+  const family = await familyOf(dir);
+  return family.load(dir, { ...options, family: family.className });
 }

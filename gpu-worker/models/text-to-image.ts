@@ -8,6 +8,7 @@ export type ExecutionProvider = 'cpu' | 'cuda';
 // The sampler names are part of the request contract (db/generation-contract.ts).
 import type { GenerationStage } from '../../db/types.ts';
 import type { SchedulerChoice } from '../../shared/generation-contract.ts';
+import type { ModelCapabilities } from '../../shared/model-capabilities.ts';
 
 export {
   KARRAS_SCHEDULER_CHOICES,
@@ -113,6 +114,11 @@ export interface ModelFamily {
    * as in huggingface-cli --include): what `easel models fetch` downloads for it.
    */
   readonly fetchFiles: readonly string[];
+  /**
+   * What a model of this family in `dir` can be asked for (its config files may decide some of
+   * it, e.g. the default sampler); a model's easel-model.json can narrow it (model-card.ts).
+   */
+  capabilities(dir: string): Promise<ModelCapabilities>;
   /** Opens every session once; the model stays warm until release(). */
   load(dir: string, options: FamilyLoadOptions): Promise<TextToImage>;
 }

@@ -34,15 +34,23 @@ export const MAX_NEW_TOKENS = 256;
 
 const CYRILLIC = /\p{Script=Cyrillic}/u;
 
-/** auto: the text contains Cyrillic; always: the text is not blank; off: never. */
-export function needsTranslation(text: string, mode: TranslationMode): boolean {
+/**
+ * auto: the text contains Cyrillic (Russian, the translator's source language) and the model
+ * does not read Russian natively (`nativeLanguages`, its `languages` capability); always: the
+ * text is not blank; off: never.
+ */
+export function needsTranslation(
+  text: string,
+  mode: TranslationMode,
+  nativeLanguages: readonly string[] = ['en'],
+): boolean {
   switch (mode) {
     case 'off':
       return false;
     case 'always':
       return text.trim() !== '';
     case 'auto':
-      return CYRILLIC.test(text);
+      return !nativeLanguages.includes('ru') && CYRILLIC.test(text);
   }
 }
 
@@ -54,8 +62,11 @@ export async function translatePrompt(
   translator: Translator | undefined,
   text: string,
   mode: TranslationMode,
+  nativeLanguages?: readonly string[],
 ): Promise<TranslatedPrompt> {
-  if (!translator || !needsTranslation(text, mode)) return { promptEn: text, translated: false, ms: 0 };
+  if (!translator || !needsTranslation(text, mode, nativeLanguages)) {
+    return { promptEn: text, translated: false, ms: 0 };
+  }
   const started = performance.now();
   const promptEn = await translator.translate(text);
   return { promptEn, translated: true, ms: performance.now() - started };

@@ -17,8 +17,9 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import { type ServiceProcess, startService } from '../../bin/local/service-process.ts';
 import { createApiKey } from '../../db/api-keys.repository.ts';
-import { GENERATION_QUEUE, PGBOSS_SCHEMA } from '../../db/queue.ts';
+import { generationQueue, PGBOSS_SCHEMA } from '../../db/queue.ts';
 import { createTestDatabase, type TestDatabase } from '../harness/database.ts';
+import { DEMO_MODEL_ID, registerDemoModel } from '../harness/models.ts';
 import { startS3ServerProcess } from '../harness/s3-server.ts';
 import {
   type BenchRow,
@@ -33,6 +34,9 @@ import {
   sleep,
   writeResult,
 } from './bench-common.ts';
+
+// The demo model's queue: every generation here runs on it.
+const GENERATION_QUEUE = generationQueue(DEMO_MODEL_ID);
 
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 10);
 const WARMUP_S = Number(process.env.BENCH_WARMUP ?? 3);
@@ -291,6 +295,8 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 try {
   const { key, apiKey } = await createApiKey(db, { name: 'bench' });
+  // The model the creates run on, as its worker would announce it.
+  await registerDemoModel(db);
   const { rows: versionRows } = await sql<{ v: string }>`
     select current_setting('server_version') as v`.execute(db);
   const machine = machineDescription(`PostgreSQL ${versionRows[0]?.v ?? '?'}`);

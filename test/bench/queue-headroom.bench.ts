@@ -19,11 +19,12 @@ import {
   createBoss,
   DEFAULT_QUEUE_POLICY,
   ensureGenerationQueue,
-  GENERATION_QUEUE,
+  generationQueue,
   PGBOSS_SCHEMA,
 } from '../../db/queue.ts';
 import { API_LISTENING } from '../../shared/log-events.ts';
 import { createTestDatabase } from '../harness/database.ts';
+import { DEMO_MODEL_ID, registerDemoModel } from '../harness/models.ts';
 import {
   type BenchRow,
   backendPids,
@@ -39,6 +40,9 @@ import {
   writeResult,
 } from './bench-common.ts';
 import type { WorkerProcessResult } from './queue-headroom.worker.ts';
+
+// The demo model's queue: every generation here runs on it.
+const GENERATION_QUEUE = generationQueue(DEMO_MODEL_ID);
 
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 100);
 const PROCS = Number(process.env.BENCH_WORKER_PROCS ?? 2);
@@ -84,8 +88,10 @@ try {
 
   await boss.start();
   // As the worker creates it (with its policy: retries, heartbeat, notify).
-  await ensureGenerationQueue(boss, DEFAULT_QUEUE_POLICY);
+  await ensureGenerationQueue(boss, DEMO_MODEL_ID, DEFAULT_QUEUE_POLICY);
   const { key } = await createApiKey(db, { name: 'bench' });
+  // The model the creates run on, as its worker would announce it.
+  await registerDemoModel(db);
 
   // The backlog, created the way users create generations: POST /v1/generations on the real
   // API process (32 requests in flight), which writes rows and jobs in its batched transactions.

@@ -12,11 +12,15 @@ import { createDb } from '../../db/connect.ts';
 import { createListenConnection } from '../../db/listen-connection.ts';
 import {
   createBoss,
-  GENERATION_QUEUE,
   type GenerationJob,
   generationJob,
+  generationQueue,
   PGBOSS_SCHEMA,
 } from '../../db/queue.ts';
+import { DEMO_MODEL_ID } from '../harness/models.ts';
+
+// The demo model's queue: every generation here runs on it.
+const GENERATION_QUEUE = generationQueue(DEMO_MODEL_ID);
 
 const env = process.env;
 const databaseUrl = env.DATABASE_URL ?? '';

@@ -14,8 +14,15 @@ import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { sql } from 'kysely';
 import { insertGenerations } from '../../db/generations.repository.ts';
-import { createBoss, enqueueGenerations, GENERATION_QUEUE, PGBOSS_SCHEMA } from '../../db/queue.ts';
+import {
+  createBoss,
+  enqueueGenerations,
+  ensureGenerationQueue,
+  generationQueue,
+  PGBOSS_SCHEMA,
+} from '../../db/queue.ts';
 import { GENERATION_SUCCEEDED, WORKER_HEALTH_LISTENING } from '../../shared/log-events.ts';
+import { DEMO_MODEL_ID } from '../harness/models.ts';
 import { type Stack, startStack } from '../harness/stack.ts';
 import {
   applyWorkerQueuePolicy,
@@ -26,6 +33,9 @@ import {
   waitFor,
   within,
 } from './support.ts';
+
+// The demo model's queue: every generation here runs on it.
+const GENERATION_QUEUE = generationQueue(DEMO_MODEL_ID);
 
 const GENERATIONS = Number(process.env.SOAK_GENERATIONS ?? 10_000);
 const BASELINE_AT = Math.min(1_000, Math.floor(GENERATIONS / 10));
@@ -49,6 +59,7 @@ async function enqueueAll(count: number) {
   const key = await db.selectFrom('api_keys').select('id').executeTakeFirstOrThrow();
   const boss = createBoss(stack.database.url, { supervise: false, applicationName: 'easel-soak' });
   await boss.start();
+  await ensureGenerationQueue(boss, DEMO_MODEL_ID);
   try {
     for (let start = 0; start < count; start += BATCH) {
       const rows = Array.from({ length: Math.min(BATCH, count - start) }, (_, k) => ({
@@ -62,14 +73,11 @@ async function enqueueAll(count: number) {
         guidance_scale: 7.5,
         num_images: 1,
         seed: start + k,
+        model: DEMO_MODEL_ID,
       }));
       await db.transaction().execute(async (trx) => {
         await insertGenerations(trx, rows);
-        await enqueueGenerations(
-          boss,
-          trx,
-          rows.map((row) => row.id),
-        );
+        await enqueueGenerations(boss, trx, rows);
       });
     }
     // The API pokes idle workers after committing; the worker here starts after the backlog anyway.

@@ -10,10 +10,14 @@ import { sql } from 'kysely';
 import type { Service, ServiceProcess } from '../../bin/local/service-process.ts';
 import type { Db } from '../../db/connect.ts';
 import { findGeneration } from '../../db/generations.repository.ts';
-import { createBoss, ensureGenerationQueue, GENERATION_QUEUE, PGBOSS_SCHEMA } from '../../db/queue.ts';
+import { createBoss, ensureGenerationQueue, generationQueue, PGBOSS_SCHEMA } from '../../db/queue.ts';
 import type { Generation, GenerationStatus } from '../../db/types.ts';
 import { loadWorkerConfig } from '../../gpu-worker/config.ts';
+import { DEMO_MODEL_ID } from '../harness/models.ts';
 import type { Stack } from '../harness/stack.ts';
+
+// The demo model's queue: every generation here runs on it.
+const GENERATION_QUEUE = generationQueue(DEMO_MODEL_ID);
 
 /**
  * Resolves with the condition's first truthy value; polls at a short interval (a wait for a
@@ -294,7 +298,7 @@ export async function applyWorkerQueuePolicy(stack: Stack, workerEnv: NodeJS.Pro
   const boss = createBoss(stack.database.url, { supervise: false, applicationName: 'easel-fault-test' });
   await boss.start();
   try {
-    await ensureGenerationQueue(boss, queuePolicy);
+    await ensureGenerationQueue(boss, DEMO_MODEL_ID, queuePolicy);
   } finally {
     await boss.stop({ graceful: false });
   }

@@ -14,8 +14,9 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { sql } from 'kysely';
 import type { ServiceProcess } from '../../bin/local/service-process.ts';
-import { GENERATION_QUEUE, PGBOSS_SCHEMA } from '../../db/queue.ts';
+import { generationQueue, PGBOSS_SCHEMA } from '../../db/queue.ts';
 import { GENERATION_SKIPPED, GENERATION_STARTED } from '../../shared/log-events.ts';
+import { DEMO_MODEL_ID } from '../harness/models.ts';
 import { type Stack, startStack } from '../harness/stack.ts';
 import {
   ALL_EVENTS,
@@ -32,6 +33,9 @@ import {
   stopStackForcefully,
   within,
 } from './support.ts';
+
+// The demo model's queue: every generation here runs on it.
+const GENERATION_QUEUE = generationQueue(DEMO_MODEL_ID);
 
 const GENERATIONS = 60;
 const KILLS = 20;

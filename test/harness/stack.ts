@@ -29,6 +29,7 @@ import { loadSenderConfig } from '../../webhooks/config.ts';
 import type { WebhookSenderHandle } from '../../webhooks/start.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 import { type InProcessService, startInProcess } from './in-process.ts';
+import { DEMO_MODEL_ID, registerDemoModel } from './models.ts';
 import { type S3ServerProcess, startS3ServerProcess } from './s3-server.ts';
 
 export interface Stack {
@@ -83,6 +84,8 @@ export async function startStack(
   const s3 = options.s3 ?? (await startS3ServerProcess());
   const dataDir = await mkdtemp(join(tmpdir(), `easel-${label}-`));
   const created = await createApiKey(database.db, { name: `${label}-key` });
+  // Registered as an operator would, so the API takes creates before the worker has announced it.
+  await registerDemoModel(database.db);
   const apiKey = created.key;
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -169,13 +172,15 @@ export async function startStack(
       if (!boss) {
         boss = createBoss(database.url, { supervise: false, applicationName: 'easel-test' });
         await boss.start();
-        await ensureGenerationQueue(boss);
       }
       const id = randomUUID();
       const producer = boss;
+      const model = overrides.model === undefined ? DEMO_MODEL_ID : overrides.model;
+      await ensureGenerationQueue(producer, model);
       await database.db.transaction().execute(async (trx) => {
         await insertGeneration(trx, {
           id,
+          model,
           api_key_id: apiKeyId,
           prompt: 'a test generation',
           negative_prompt: '',
@@ -187,7 +192,7 @@ export async function startStack(
           seed: 1,
           ...overrides,
         });
-        await enqueueGeneration(producer, trx, id);
+        await enqueueGeneration(producer, trx, { id, model });
       });
       return id;
     },

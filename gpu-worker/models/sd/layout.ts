@@ -2,7 +2,9 @@
 // the files the pipeline reads, the text every load error names, and the check run before any
 // session opens. No ONNX Runtime here: `easel models fetch` reads SD_FETCH_FILES through the registry.
 
-import { requireFile } from '../model-files.ts';
+import { ModelLoadError } from '../model-errors.ts';
+import { readModelJson, requireFile } from '../model-files.ts';
+import { parseSchedulerConfig, type SchedulerConfig } from '../schedulers/common.ts';
 
 /** Files relative to the model folder. */
 export const SD_FILES = Object.freeze({
@@ -38,5 +40,18 @@ export const SD_FETCH_FILES: readonly string[] = Object.freeze([
 export async function checkLayout(dir: string): Promise<void> {
   for (const file of [SD_FILES.scheduler, SD_FILES.textEncoder, SD_FILES.unet, SD_FILES.vaeDecoder]) {
     await requireFile(dir, file, SD_LAYOUT);
+  }
+}
+
+/** The model's scheduler_config.json, parsed; load errors name the file. */
+export async function loadSchedulerConfig(dir: string): Promise<SchedulerConfig> {
+  await requireFile(dir, SD_FILES.scheduler, SD_LAYOUT);
+  try {
+    return parseSchedulerConfig(await readModelJson(dir, SD_FILES.scheduler));
+  } catch (error) {
+    if (error instanceof ModelLoadError) throw error;
+    throw new ModelLoadError('model_invalid', dir, SD_FILES.scheduler, (error as Error).message, {
+      cause: error,
+    });
   }
 }

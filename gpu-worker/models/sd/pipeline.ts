@@ -8,11 +8,11 @@ import ort from 'onnxruntime-node';
 import { GENERATION_LIMITS } from '../../../shared/generation-contract.ts';
 import { type ClipTokenizer, loadClipTokenizer } from '../clip-tokenizer.ts';
 import { GenerationInputError, ModelLoadError } from '../model-errors.ts';
-import { readModelJson, requireFile } from '../model-files.ts';
+import { readModelJson } from '../model-files.ts';
 import { openSessions, requireTensor } from '../onnx-session.ts';
 import { batchNoise, initialLatents, MAX_SEED } from '../random.ts';
 import { chwToRgb } from '../rgb.ts';
-import { parseSchedulerConfig, type SchedulerConfig } from '../schedulers/common.ts';
+import type { SchedulerConfig } from '../schedulers/common.ts';
 import {
   createScheduler,
   defaultScheduler,
@@ -32,25 +32,13 @@ import {
   SCHEDULER_CHOICES,
   type TextToImage,
 } from '../text-to-image.ts';
-import { checkLayout, SD_FILES as FILES, SD_LAYOUT } from './layout.ts';
+import { checkLayout, SD_FILES as FILES, loadSchedulerConfig, SD_LAYOUT } from './layout.ts';
 
 /** SD 1.x's VAE latent scale; SD 2.x uses the same, SDXL differs (and says so in its config). */
 const DEFAULT_SCALING_FACTOR = 0.18215;
 const VAE_FACTOR = 8;
 /** The contract's side limit binds every caller: the API, a job enqueued directly, `easel generate`. */
 const MAX_SIDE = GENERATION_LIMITS.side.max;
-
-async function loadSchedulerConfig(dir: string): Promise<SchedulerConfig> {
-  await requireFile(dir, FILES.scheduler, SD_LAYOUT);
-  try {
-    return parseSchedulerConfig(await readModelJson(dir, FILES.scheduler));
-  } catch (error) {
-    if (error instanceof ModelLoadError) throw error;
-    throw new ModelLoadError('model_invalid', dir, FILES.scheduler, (error as Error).message, {
-      cause: error,
-    });
-  }
-}
 
 async function loadScalingFactor(dir: string): Promise<number> {
   let config: unknown;
