@@ -111,7 +111,8 @@ export function alphasCumprod(config: SchedulerConfig): Float64Array {
   return out;
 }
 
-function trainingBetas(config: SchedulerConfig, n: number): Float64Array {
+/** Training betas β_t (float64), t = 0..n-1, for the config's beta_schedule or trained_betas. */
+export function trainingBetas(config: SchedulerConfig, n: number): Float64Array {
   if (config.trained_betas) {
     if (config.trained_betas.length !== n)
       throw new Error('trained_betas: length differs from num_train_timesteps');
