@@ -401,13 +401,13 @@ describe('fetchModel', () => {
 
   test('without --include the pipeline model_index.json names picks the family and its files; an unknown pipeline or no model_index.json is refused', async () => {
     const dir = await tempDir();
-    faults.modelIndex = Buffer.from('{"_class_name":"KandinskyCombinedPipeline"}\n');
+    faults.modelIndex = Buffer.from('{"_class_name":"FluxPipeline"}\n');
     await assert.rejects(fetchModel(options(dir)), (error: FetchModelError) => {
       assert.equal(error.code, 'invalid');
       assert.equal(error.file, 'model_index.json');
       assert.match(
         error.message,
-        /^model_index\.json: names the pipeline "KandinskyCombinedPipeline", which Easel does not load \(supported: OnnxStableDiffusionPipeline, StableDiffusionPipeline\); name the files with --include/,
+        /^model_index\.json: names the pipeline "FluxPipeline", which Easel does not load \(supported: OnnxStableDiffusionPipeline, StableDiffusionPipeline, KandinskyCombinedPipeline, KandinskyV22CombinedPipeline\); name the files with --include/,
       );
       return true;
     });

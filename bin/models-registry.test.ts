@@ -337,7 +337,7 @@ test('usage mistakes exit 2 with the usage text; a bad database exits 1 with one
     ['register', 'x', '--dir', demo, '--family', 'stable-diffusion'],
     ['register', 'x', '--family', 'stable-diffusion'],
     ['register', 'x', '--capabilities', file],
-    ['register', 'x', '--family', 'kandinsky', '--capabilities', file],
+    ['register', 'x', '--family', 'flux', '--capabilities', file],
     ['retire'],
     ['list', 'extra'],
     ['list', '--bogus'],
@@ -348,8 +348,8 @@ test('usage mistakes exit 2 with the usage text; a bad database exits 1 with one
     assert.match(run.stderr, /usage:\n {2}easel models demo/);
     assert.match(run.stderr, /easel models register ID --dir DIR/);
   }
-  const family = await models('register', 'x', '--family', 'kandinsky', '--capabilities', file);
-  assert.match(family.stderr, /--family must be one of stable-diffusion, got 'kandinsky'/);
+  const family = await models('register', 'x', '--family', 'flux', '--capabilities', file);
+  assert.match(family.stderr, /--family must be one of stable-diffusion, kandinsky, got 'flux'/);
 
   const noUrl = await runEasel(['models', 'list'], cleanEnv());
   assert.equal(noUrl.code, 2);

@@ -27,10 +27,10 @@ const sampler = z.enum(SCHEDULER_CHOICES);
 
 export const ModelCapabilitiesSchema = z
   .object({
-    samplers: z
-      .array(sampler)
-      .min(1)
-      .openapi({ description: 'Samplers a request may choose (`scheduler`).' }),
+    samplers: z.array(sampler).openapi({
+      description:
+        "Samplers a request may choose (`scheduler`); empty: only the model's own (`default_sampler`) runs.",
+    }),
     karras_samplers: z
       .array(sampler)
       .openapi({ description: 'Those of `samplers` that take `karras: true`.' }),
@@ -178,7 +178,13 @@ export function capabilityErrors(
     errors.push({ field: 'negative_prompt', message: `${model} does not use a negative prompt` });
   }
   if (input.scheduler !== undefined && !caps.samplers.includes(input.scheduler)) {
-    errors.push({ field: 'scheduler', message: `${model} offers ${caps.samplers.join(', ')}` });
+    errors.push({
+      field: 'scheduler',
+      message:
+        caps.samplers.length > 0
+          ? `${model} offers ${caps.samplers.join(', ')}`
+          : `${model} runs only its own sampler (${caps.default_sampler})`,
+    });
   }
   if (input.karras) {
     const sampler = input.scheduler ?? caps.default_sampler.replace(/_karras$/, '');

@@ -24,13 +24,15 @@ import {
 
 export const generateUsage = `usage: easel generate --model DIR --prompt TEXT --out FILE.jpg [options]
 
-  --model DIR              model folder in the diffusers/optimum ONNX layout
+  --model DIR              model folder: a diffusers/optimum ONNX export (Stable Diffusion) or a Kandinsky 2.1/2.2 ONNX export
                            (\`easel models demo DIR\` writes a tiny one, \`easel models fetch\` gets real ones)
   --prompt TEXT            what to draw
   --negative-prompt TEXT   what to steer away from (default: none)
-  --width N, --height N    image size in pixels, multiples of 8 (default 512×512)
-  --steps N                denoising steps (default 25)
-  --guidance X             classifier-free guidance scale (default 7.5; 1 or less turns it off)
+  --width N, --height N    image size in pixels, multiples of 8 (64 for Kandinsky); default: the
+                           model's (512×512 for SD 1.x and Kandinsky)
+  --steps N                denoising steps (default: the model's; SD 25, Kandinsky 100)
+  --guidance X             classifier-free guidance scale (default: the model's; SD 7.5, Kandinsky 4;
+                           1 or less turns it off)
   --seed N                 0..4294967295 (default: random; always reported)
   --scheduler NAME         sampler: ${SCHEDULER_CHOICES.join(', ')}
                            (default: the one the model's scheduler_config.json names)
@@ -40,7 +42,8 @@ export const generateUsage = `usage: easel generate --model DIR --prompt TEXT --
   --provider cpu|cuda      ONNX Runtime execution provider (default cpu)
   --translator DIR         Marian translator folder: Russian (Cyrillic) prompts are translated to
                            English before the text encoder sees them
-  --translate MODE         auto (default: translate prompts with Cyrillic) | always | off
+  --translate MODE         auto (default: translate prompts with Cyrillic for a model that does not
+                           read Russian natively) | always | off
   --out FILE.jpg           where to write the JPEG
   --json                   print one JSON object (seed, scheduler, prompt, prompt_en, translated,
                            prompt_truncated, files, timings in ms) instead of a summary
@@ -70,9 +73,13 @@ export async function generateCommand(args: string[]): Promise<void> {
   if (prompt === undefined || prompt.trim() === '') throw new UsageError('--prompt is required');
   const negativePrompt = values['negative-prompt'] ?? '';
   const out = requireFlag(values.out, '--out');
+  await requireDir(modelDir, 'model');
+  // The model's own defaults (and the prompt languages it reads) come from its family and card.
+  const { readModelCard } = await import('../../gpu-worker/models/model-card.ts');
+  const { capabilities } = await readModelCard(modelDir);
   // Down to one latent cell (the service's requests start at side.min), up to the contract's limit.
-  const width = intFlag(values.width, '--width', side.default, side.multipleOf, side.max);
-  const height = intFlag(values.height, '--height', side.default, side.multipleOf, side.max);
+  const width = intFlag(values.width, '--width', capabilities.width.default, side.multipleOf, side.max);
+  const height = intFlag(values.height, '--height', capabilities.height.default, side.multipleOf, side.max);
   for (const [flag, value] of [
     ['--width', width],
     ['--height', height],
@@ -81,8 +88,14 @@ export async function generateCommand(args: string[]): Promise<void> {
       throw new UsageError(`${flag} must be a multiple of ${side.multipleOf}, got ${value}`);
     }
   }
-  const steps = intFlag(values.steps, '--steps', 25, 1, 1000);
-  const guidanceScale = numberFlag(values.guidance, '--guidance', 7.5, 0, 100);
+  const steps = intFlag(values.steps, '--steps', capabilities.steps.default, 1, 1000);
+  const guidanceScale = numberFlag(
+    values.guidance,
+    '--guidance',
+    capabilities.guidance_scale.default,
+    0,
+    100,
+  );
   const numImages = intFlag(values['num-images'], '--num-images', 1, 1, 16);
   const provider = choiceFlag(values.provider, '--provider', PROVIDERS, 'cpu');
   const mode = choiceFlag(values.translate, '--translate', TRANSLATE_MODES, 'auto');
@@ -100,7 +113,6 @@ export async function generateCommand(args: string[]): Promise<void> {
       : intFlag(values.seed, '--seed', 0, seedRange.min, seedRange.max);
   const files = outputFiles(out, numImages);
 
-  await requireDir(modelDir, 'model');
   const useTranslator = translatorDir !== undefined && mode !== 'off';
   if (useTranslator) await requireDir(translatorDir, 'translator');
 
@@ -130,14 +142,15 @@ export async function generateCommand(args: string[]): Promise<void> {
 
   const bar = createProgressBar();
   try {
-    if (!translator && mode !== 'off' && translation.needsTranslation(prompt, 'auto')) {
+    const languages = capabilities.languages;
+    if (!translator && mode !== 'off' && translation.needsTranslation(prompt, 'auto', languages)) {
       process.stderr.write(
         'note: the prompt is not in English and no --translator was given; the text encoder sees it as is\n',
       );
     }
     const [promptResult, negativeResult] = await Promise.all([
-      translation.translatePrompt(translator, prompt, mode),
-      translation.translatePrompt(translator, negativePrompt, mode),
+      translation.translatePrompt(translator, prompt, mode, languages),
+      translation.translatePrompt(translator, negativePrompt, mode, languages),
     ]);
 
     const result = await model.generate({

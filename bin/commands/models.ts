@@ -12,7 +12,8 @@ import { CliError, describeError, intFlag, parseFlags, requireDir, requireFlag, 
 import { databaseUrl, withDatabase } from './database.ts';
 
 export const modelsUsage = `usage:
-  easel models demo DIR                 write the tiny demo text-to-image model into DIR
+  easel models demo [--family sd|kandinsky21|kandinsky22] DIR
+                                        write a tiny demo text-to-image model into DIR (default: sd)
   easel models demo --translator DIR    write the tiny demo Russian→English (Marian) translator into DIR
   easel models fetch REPO_ID --to DIR [--revision R] [--include GLOB]...
   easel models list [--json]
@@ -65,7 +66,11 @@ export async function modelsCommand(args: string[]): Promise<void> {
 }
 
 async function demo(args: string[]): Promise<void> {
-  const { values, positionals } = parseFlags(args, { translator: { type: 'string' } }, true);
+  const { values, positionals } = parseFlags(
+    args,
+    { translator: { type: 'string' }, family: { type: 'string' } },
+    true,
+  );
   if (values.translator !== undefined) {
     if (positionals.length > 0) throw new UsageError('give either DIR or --translator DIR, not both');
     const dir = resolve(requireFlag(values.translator, '--translator'));
@@ -76,6 +81,15 @@ async function demo(args: string[]): Promise<void> {
   }
   if (positionals.length !== 1) throw new UsageError('expected one DIR');
   const dir = resolve(positionals[0] as string);
+  const family = values.family ?? 'sd';
+  const kandinsky = { kandinsky21: '2.1', kandinsky22: '2.2' } as const;
+  if (family === 'kandinsky21' || family === 'kandinsky22') {
+    const { writeDemoKandinskyModel } = await import('../../gpu-worker/models/demo/kandinsky-model.ts');
+    await writeDemoKandinskyModel(dir, { version: kandinsky[family] });
+    process.stdout.write(`wrote the demo Kandinsky ${kandinsky[family]} model to ${dir}\n`);
+    return;
+  }
+  if (family !== 'sd') throw new UsageError(`--family is sd, kandinsky21 or kandinsky22, got '${family}'`);
   const { writeDemoModel } = await import('../../gpu-worker/models/demo/sd-model.ts');
   await writeDemoModel(dir);
   process.stdout.write(`wrote the demo model to ${dir}\n`);

@@ -17,6 +17,8 @@ export interface TokenizedPrompt {
   ids: number[];
   /** True when the prompt did not fit and tokens were dropped (EOS is kept last). */
   truncated: boolean;
+  /** Tokens before the padding (BOS and EOS included): the attention mask's ones. */
+  length: number;
 }
 
 export interface ClipTokenizer {
@@ -205,8 +207,9 @@ export async function loadClipTokenizer(
         ids.length = maxLength - 1;
         ids.push(eosId);
       }
+      const length = ids.length;
       while (ids.length < maxLength) ids.push(padId);
-      return { ids, truncated };
+      return { ids, truncated, length };
     },
   };
 }

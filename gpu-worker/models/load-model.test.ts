@@ -115,6 +115,7 @@ test('the registry: each _class_name belongs to one family, and each family fetc
     assert.ok(family.layout.length > 0, family.name);
     for (const className of family.classNames) assert.equal(familyFor(className), family);
   }
-  assert.equal(familyFor('KandinskyCombinedPipeline'), undefined);
+  assert.equal(familyFor('KandinskyCombinedPipeline')?.name, 'kandinsky');
+  assert.equal(familyFor('FluxPipeline'), undefined);
   assert.equal(familyFor('constructor'), undefined);
 });

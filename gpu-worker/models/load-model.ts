@@ -3,6 +3,7 @@
 // ModelFamily, plus one line in FAMILIES. Importing this module loads no ONNX Runtime (each family
 // imports its pipeline when it loads), so the CLI reads the families' file lists cheaply.
 
+import { kandinsky } from './kandinsky/family.ts';
 import { ModelLoadError } from './model-errors.ts';
 import { readModelJson, requireFile } from './model-files.ts';
 import { stableDiffusion } from './sd/family.ts';
@@ -10,7 +11,7 @@ import type { LoadOptions, ModelFamily, TextToImage } from './text-to-image.ts';
 
 export type { LoadOptions } from './text-to-image.ts';
 
-export const FAMILIES: readonly ModelFamily[] = [stableDiffusion];
+export const FAMILIES: readonly ModelFamily[] = [stableDiffusion, kandinsky];
 
 /** Every `_class_name` some family loads. */
 export const SUPPORTED_FAMILIES: readonly string[] = FAMILIES.flatMap((family) => family.classNames);

@@ -12,6 +12,9 @@
 //   1. its initial latent: C×H×W values in CHW order;
 //   2. for every step of a stochastic sampler that adds noise (Euler ancestral: every step with
 //      σ_up > 0; LCM: every step but the last), the next C×H×W values, in CHW order.
+// Kandinsky draws the prior's values first (its initial embedding for the prompt row, then the
+// negative-prompt row when there is one; then each noisy prior step's, in the same row order),
+// then the decoder's initial latent and any per-step noise (DDPM).
 // No image ever reads another image's stream, and every sampler works element by element, so
 // image i of a batch equals a single-image run with seed + i for every scheduler, deterministic
 // (Euler, DDIM with eta = 0, DPM++ 2M) or stochastic (Euler ancestral, LCM): a batch of 4 at
@@ -91,8 +94,22 @@ export interface BatchNoise {
 }
 
 /** One stream per image of a batch, seeded by the batch rule above. */
+export function batchStreams(seed: number, numImages: number): GaussianStream[] {
+  return Array.from({ length: numImages }, (_, i) => gaussianStream(imageSeed(seed, i)));
+}
+
+/** One stream per image of a batch, seeded by the batch rule above. */
 export function batchNoise(seed: number, numImages: number, perImage: number): BatchNoise {
-  const streams = Array.from({ length: numImages }, (_, i) => gaussianStream(imageSeed(seed, i)));
+  return batchNoiseOver(batchStreams(seed, numImages), perImage);
+}
+
+/**
+ * A batch's noise over streams already in use: a two-stage pipeline (Kandinsky's prior, then
+ * its decoder) draws each stage's values from the same per-image streams, one stage after the
+ * other, so image i still depends on seed + i alone.
+ */
+export function batchNoiseOver(streams: readonly GaussianStream[], perImage: number): BatchNoise {
+  const numImages = streams.length;
   // Per-image views of the last buffer filled: samplers refill the same scratch buffer every step.
   let target: Float32Array | undefined;
   let views: Float32Array[] = [];

@@ -65,6 +65,11 @@ export interface StageTimings extends Record<`${ModelStage}Ms`, number> {
   unetMs: number;
   /** UNet runs in the loop (one per step: guidance batches both halves into one run). */
   unetCalls: number;
+  /** Two-stage families (Kandinsky): time inside the prior's runs, and how many (counted in encodeMs). */
+  priorMs?: number;
+  priorCalls?: number;
+  /** The prior's step loop alone (priorLoopMs − priorMs is its own JS overhead). */
+  priorLoopMs?: number;
 }
 
 export interface GenerateResult {
