@@ -13,6 +13,9 @@ import type { ApiConfig } from './config.ts';
 import type { AppEnv } from './context.ts';
 import { registerDocsRoutes } from './docs.routes.ts';
 import { apiError, createErrorHandler, createNotFoundHandler } from './errors.ts';
+import type { EventHub } from './event-hub.ts';
+import { streamEventsHandler, streamGenerationEventsHandler } from './events.handlers.ts';
+import { streamEventsRoute, streamGenerationEventsRoute } from './events.routes.ts';
 import {
   cancelGenerationHandler,
   createGenerationHandler,
@@ -35,6 +38,7 @@ import { getModelHandler, listModelsHandler } from './models.handlers.ts';
 import { getModelRoute, listModelsRoute } from './models.routes.ts';
 import type { StatusListener } from './status-listener.ts';
 import { validationHook } from './validation.ts';
+import { registerWallRoutes } from './wall.routes.ts';
 import {
   enableWebhookUrlHandler,
   getWebhookSecretHandler,
@@ -65,6 +69,8 @@ export interface AppDeps {
   statusListener?: StatusListener;
   /** The models requests may name; default: read from the models table per MODEL_CACHE_SECONDS. */
   models?: ModelCatalog;
+  /** Feeds the event streams (GET /v1/events, …/events); without it they answer 503. */
+  eventHub?: EventHub;
 }
 
 export type App = OpenAPIHono<AppEnv>;
@@ -152,6 +158,8 @@ export function createApp(deps: AppDeps): App {
   app.openapi(getGenerationRoute, getGenerationHandler(generations));
   app.openapi(cancelGenerationRoute, cancelGenerationHandler(generations));
   app.openapi(getGenerationImageRoute, getGenerationImageHandler(generations));
+  app.openapi(streamGenerationEventsRoute, streamGenerationEventsHandler(deps));
+  app.openapi(streamEventsRoute, streamEventsHandler(deps));
   app.openapi(getWebhookSecretRoute, getWebhookSecretHandler(deps));
   app.openapi(listWebhookDeliveriesRoute, listWebhookDeliveriesHandler(deps));
   app.openapi(redeliverWebhookRoute, redeliverWebhookHandler(deps));
@@ -171,6 +179,7 @@ export function createApp(deps: AppDeps): App {
     return c.json(document);
   });
   registerDocsRoutes(app, { specUrl: '/openapi.json', title: 'Easel API' });
+  registerWallRoutes(app);
 
   app.onError(createErrorHandler(deps.logger, metrics.onProblem));
   app.notFound(createNotFoundHandler(metrics.onProblem, allowedMethods(app)));

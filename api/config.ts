@@ -59,6 +59,12 @@ export const apiEnv = z.object({
       'How long the API keeps the models table in memory; a new or retired model takes effect within it ' +
         '(an unknown model id is looked up at once)',
     ),
+  MAX_STREAMS_PER_KEY: envInt(1, 100_000)
+    .default(20)
+    .describe(
+      'Event streams (`GET /v1/events`, `GET /v1/generations/{id}/events`) one API key may hold open on ' +
+        'one API process (429 `too_many_streams` beyond it)',
+    ),
   WORKER_STALE_SECONDS: envInt(1, 86_400)
     .default(30)
     .describe('A worker not heard from this long is not live (`GET /v1/workers`, `easel_workers_live`)'),

@@ -28,6 +28,7 @@ export const ERROR_CATALOGUE = {
   model_required: { status: 422, title: 'Several models are served and none is the default: name one' },
   unsupported_by_model: { status: 422, title: 'The model cannot run these parameters' },
   too_many_in_flight: { status: 429, title: 'Too many generations in flight for this API key' },
+  too_many_streams: { status: 429, title: 'Too many open event streams for this API key' },
   headers_too_large: { status: 431, title: 'Request header fields too large' },
   internal_error: { status: 500, title: 'Internal server error' },
   service_unavailable: { status: 503, title: 'Service temporarily unavailable' },
@@ -44,6 +45,8 @@ export const RETRY_AFTER_SECONDS = 5;
 export const IN_FLIGHT_RETRY_AFTER_SECONDS = 10;
 /** After 503 queue_full: a full queue drains slowly, so back off for longer. */
 export const QUEUE_FULL_RETRY_AFTER_SECONDS = 30;
+/** After 429 too_many_streams: a slot frees only when a client closes a stream; don't hammer. */
+export const STREAMS_RETRY_AFTER_SECONDS = 15;
 
 export interface FieldError {
   field: string;

@@ -43,9 +43,11 @@ test('GET /openapi.json is an OpenAPI 3.1 document with the paths and bearer sec
   assert.deepEqual(Object.keys(doc.paths).sort(), [
     '/healthz',
     '/readyz',
+    '/v1/events',
     '/v1/generations',
     '/v1/generations/{id}',
     '/v1/generations/{id}/cancel',
+    '/v1/generations/{id}/events',
     '/v1/generations/{id}/images/{index}',
     '/v1/generations/{id}/webhook-deliveries',
     '/v1/models',

@@ -13,6 +13,7 @@ import { createS3ObjectStore, type ObjectStore } from '../shared/object-store.ts
 import { type ServiceDeps, type ServiceHandle, StartFailed, serviceHandle } from '../shared/service.ts';
 import { createApp } from './app.ts';
 import { type ApiConfig, internalS3Settings, publicS3Settings } from './config.ts';
+import { createEventHub } from './event-hub.ts';
 import { startLegacyAdoption } from './legacy-adoption.ts';
 import { createModelCatalog } from './model-catalog.ts';
 import { createStatusListener } from './status-listener.ts';
@@ -81,7 +82,9 @@ export async function startApi(config: ApiConfig, deps: ServiceDeps = {}): Promi
     cacheMs: config.MODEL_CACHE_SECONDS * 1000,
     defaultModel: config.DEFAULT_MODEL,
   });
-  const app = createApp({ db, boss, store, config, logger, statusListener, models });
+  // The event streams hear the status listener's notifications: one LISTEN connection per process.
+  const eventHub = createEventHub({ db, store, config, logger, notifications: statusListener });
+  const app = createApp({ db, boss, store, config, logger, statusListener, models, eventHub });
   const legacy = startLegacyAdoption({ db, boss, models, logger });
   let listening = false;
   let reportFailure: () => void = () => {};
@@ -130,6 +133,8 @@ export async function startApi(config: ApiConfig, deps: ServiceDeps = {}): Promi
       cutOff = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS).unref();
     }
     try {
+      // Event streams end now (their connections with them), so the server can close.
+      await eventHub.close();
       // Requests held by `Prefer: wait` answer now with what they have (202) instead of at their timeout.
       await statusListener.close();
       await legacy.stop();

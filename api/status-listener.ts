@@ -1,11 +1,13 @@
 // One LISTEN connection per API process: requests waiting on a generation (`Prefer: wait`)
-// subscribe here instead of holding a pool connection, and the worker's terminal status
-// updates NOTIFY it. A dropped connection is re-established with backoff; notifications sent
-// meanwhile are lost, so waiting requests then simply run into their own timeout.
+// subscribe here instead of holding a pool connection, and the worker's status updates NOTIFY
+// it. The event streams' hub (event-hub.ts) hears every notification through `events` too. A
+// dropped connection is re-established with backoff; notifications sent meanwhile are lost, so
+// waiting requests then simply run into their own timeout (the hub reads again on 'connected').
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { GENERATION_STATUS_CHANNEL } from '../db/generations.repository.ts';
+import { GENERATION_PROGRESS_CHANNEL, GENERATION_STATUS_CHANNEL } from '../db/generations.repository.ts';
 import { createListenConnection } from '../db/listen-connection.ts';
+import { GENERATION_QUEUED_CHANNEL } from '../db/queue.ts';
 
 export interface StatusSubscription {
   /**
@@ -23,7 +25,10 @@ export interface StatusListener {
   /** Connects and LISTENs; resolves with whether the first attempt worked (it retries either way). */
   start(): Promise<boolean>;
   readonly connected: boolean;
-  /** 'connected', 'disconnected' (error?) and 'waiting' (generation id): for tests and diagnostics. */
+  /**
+   * 'connected', 'disconnected' (error?), 'waiting' (generation id: for tests and diagnostics) and
+   * 'notification' (channel, payload: every notification heard, for the event hub).
+   */
   readonly events: EventEmitter;
   /** Wakes every waiter (they answer with what they have) and drops the connection. */
   close(): Promise<void>;
@@ -48,12 +53,16 @@ export function createStatusListener(options: StatusListenerOptions): StatusList
   let closed = false;
   const connection = createListenConnection({
     connectionString: options.connectionString,
-    channels: [GENERATION_STATUS_CHANNEL],
-    onNotification(_channel, generationId) {
-      for (const waiter of waiters.get(generationId) ?? []) {
-        if (waiter.wake) waiter.wake(true);
-        else waiter.pending = true;
+    // Progress and queue wake-ups only feed the event hub (cheap: a few small messages a second).
+    channels: [GENERATION_STATUS_CHANNEL, GENERATION_PROGRESS_CHANNEL, GENERATION_QUEUED_CHANNEL],
+    onNotification(channel, payload) {
+      if (channel === GENERATION_STATUS_CHANNEL) {
+        for (const waiter of waiters.get(payload) ?? []) {
+          if (waiter.wake) waiter.wake(true);
+          else waiter.pending = true;
+        }
       }
+      events.emit('notification', channel, payload);
     },
     logger: options.logger.child({ component: 'status-listener' }),
     applicationName: options.applicationName ?? 'easel-api-listener',

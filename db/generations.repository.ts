@@ -10,12 +10,15 @@ import type {
 
 type Executor = Kysely<Database>;
 
-/** API processes LISTEN here to answer `Prefer: wait` requests; the payload is the generation id. */
+/**
+ * API processes LISTEN here to answer `Prefer: wait` requests and feed event streams; the payload
+ * is the generation id. Sent on every status change: claimed (running), requeued, and terminal.
+ */
 export const GENERATION_STATUS_CHANNEL = 'easel_generation_status';
 
 /**
- * Tells listening API processes that a generation reached a terminal status. Inside a
- * transaction Postgres delivers it on commit, so a listener never sees a status it cannot read.
+ * Tells listening API processes that a generation's status changed. Inside a transaction
+ * Postgres delivers it on commit, so a listener never sees a status it cannot read.
  */
 export async function notifyStatusChange(db: Executor, id: string): Promise<void> {
   await sql`select pg_notify(${GENERATION_STATUS_CHANNEL}, ${id})`.execute(db);
@@ -82,7 +85,8 @@ export async function queuePosition(db: Executor, generation: Pick<Generation, '
 }
 
 /**
- * Claims the row for an attempt. Returns undefined when the generation is gone or already
+ * Claims the row for an attempt, and NOTIFYs GENERATION_STATUS_CHANNEL in the same statement (no
+ * extra round trip on the claim). Returns undefined when the generation is gone or already
  * ended (canceled while queued, or finished by an earlier attempt that crashed before acking),
  * or when a cancel was requested (then `markCanceled` ends it): in all these cases the job must
  * not run.
@@ -92,25 +96,34 @@ export async function markRunning(
   id: string,
   workerId: string | null = null,
 ): Promise<Generation | undefined> {
-  return db
-    .updateTable('generations')
-    .set({
-      status: 'running',
-      started_at: sql`now()`,
-      attempts: sql`attempts + 1`,
-      error_code: null,
-      error_message: null,
-      progress_step: null,
-      progress_total: null,
-      step_ms: null,
-      worker_id: workerId,
-      updated_at: sql`now()`,
-    })
-    .where('id', '=', id)
-    .where('status', 'in', ['queued', 'running'])
-    .where('cancel_requested_at', 'is', null)
-    .returningAll()
+  const claimed = await db
+    .with('claimed', (qb) =>
+      qb
+        .updateTable('generations')
+        .set({
+          status: 'running',
+          started_at: sql`now()`,
+          attempts: sql`attempts + 1`,
+          error_code: null,
+          error_message: null,
+          progress_step: null,
+          progress_total: null,
+          step_ms: null,
+          worker_id: workerId,
+          updated_at: sql`now()`,
+        })
+        .where('id', '=', id)
+        .where('status', 'in', ['queued', 'running'])
+        .where('cancel_requested_at', 'is', null)
+        .returningAll(),
+    )
+    .selectFrom('claimed')
+    .selectAll()
+    .select(sql<string>`pg_notify(${GENERATION_STATUS_CHANNEL}, claimed.id::text)`.as('notified'))
     .executeTakeFirst();
+  if (!claimed) return undefined;
+  const { notified: _, ...row } = claimed;
+  return row;
 }
 
 export interface ProgressRecord {
@@ -298,7 +311,7 @@ export async function markFailed(db: Executor, id: string, error: { code: string
 
 /** Puts a running generation back to queued (graceful shutdown handed the job back to the queue). */
 export async function markRequeued(db: Executor, id: string) {
-  return db
+  const result = await db
     .updateTable('generations')
     .set({
       status: 'queued',
@@ -311,6 +324,8 @@ export async function markRequeued(db: Executor, id: string) {
     .where('id', '=', id)
     .where('status', '=', 'running')
     .executeTakeFirst();
+  if (result.numUpdatedRows > 0n) await notifyStatusChange(db, id);
+  return result;
 }
 
 /** A position in the newest-first listing: rows after it are strictly older in (created_at, id). */
