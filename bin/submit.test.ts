@@ -65,6 +65,13 @@ async function jpeg(path: string) {
 describe('easel submit --wait', () => {
   test('--json prints the succeeded resource and --out holds a JPEG of the requested size', async () => {
     const out = join(dir, 'nested', 'one.jpg');
+    // --wait follows the generation over its event stream, not by polling.
+    const streamed: string[] = [];
+    const onLine = (record: Record<string, unknown>) => {
+      if (record.msg === 'request' && String(record.path).endsWith('/events'))
+        streamed.push(String(record.path));
+    };
+    stack.logs.on('line', onLine);
     const done = await submitJson(
       'a lighthouse at dusk',
       '--wait',
@@ -103,6 +110,12 @@ describe('easel submit --wait', () => {
     // The server agrees: this is the generation the CLI created, finished.
     const res = await stack.request(`/v1/generations/${done.id}`);
     assert.equal(((await res.json()) as GenerationResource).status, 'succeeded');
+    stack.logs.off('line', onLine);
+    assert.deepEqual(
+      streamed,
+      [`/v1/generations/${done.id}/events`],
+      'one event stream, followed to its end',
+    );
   });
 
   test('several images go to FILE-0.jpg, FILE-1.jpg; the summary names the seed and the files', async () => {

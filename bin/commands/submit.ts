@@ -37,8 +37,8 @@ status, or with --wait follows it to the end and downloads its images.
   --scheduler NAME         sampler: ${SCHEDULER_CHOICES.join(', ')} (default: the model's)
   --karras                 Karras sigma spacing
   --num-images N           images from consecutive seeds
-  --wait                   follow the generation until it has finished (progress on stderr when it
-                           is a terminal); exit status 1 if it failed or was canceled
+  --wait                   follow the generation until it has finished, over its event stream (progress
+                           on stderr when it is a terminal); exit status 1 if it failed or was canceled
   --timeout SECONDS        with --wait: give up waiting after this long (the generation goes on)
   --out FILE.jpg           with --wait: write the image there (FILE-0.jpg, FILE-1.jpg, … for several)
   --idempotency-key KEY    sent as Idempotency-Key (default: a new random one); the same key and
@@ -132,7 +132,11 @@ export function progressView(
   return { done: 1, total: 1, text: generation.status };
 }
 
-/** Follows a generation until it has finished or the deadline has passed. */
+/**
+ * Follows a generation until it has finished or the deadline has passed: over the server's event
+ * stream (each status change and progress step as it happens, resumed with Last-Event-ID after a
+ * dropped connection), or by polling when the server has no streams or refuses one.
+ */
 async function follow(
   client: EaselClient,
   start: Generation,
@@ -141,18 +145,48 @@ async function follow(
   let current = start;
   let lastStatus = '';
   let waited = false;
+  let streaming = true;
+  let lastEventId: string | undefined;
+  const show = () => {
+    if (!options.bar) return;
+    const view = progressView(current);
+    options.bar.update(view.done, view.total, view.text, current.status !== lastStatus);
+    lastStatus = current.status;
+  };
+  const pastDeadline = () =>
+    new CliError(
+      `generation ${current.id} is still ${current.status} after the --timeout; it continues on the server`,
+    );
   for (;;) {
-    if (options.bar) {
-      const view = progressView(current);
-      options.bar.update(view.done, view.total, view.text, current.status !== lastStatus);
-      lastStatus = current.status;
-    }
+    show();
     if (TERMINAL.has(current.status)) return current;
     const left = options.deadline - Date.now();
-    if (left <= 0) {
-      throw new CliError(
-        `generation ${current.id} is still ${current.status} after the --timeout; it continues on the server`,
-      );
+    if (left <= 0) throw pastDeadline();
+    if (streaming) {
+      // No --timeout: the deadline is infinite, and so is the stream's time.
+      const deadline = Number.isFinite(left) ? AbortSignal.timeout(Math.ceil(left)) : undefined;
+      const signal = deadline ? AbortSignal.any([options.signal, deadline]) : options.signal;
+      let events: Awaited<ReturnType<EaselClient['streamGeneration']>>;
+      try {
+        events = await client.streamGeneration(current.id, signal, lastEventId);
+      } catch (error) {
+        if (deadline?.aborted) throw pastDeadline();
+        throw error;
+      }
+      if (events) {
+        let seen = false;
+        for await (const event of events) {
+          seen = true;
+          current = event.generation;
+          lastEventId = event.id ?? lastEventId;
+          show();
+          if (TERMINAL.has(current.status)) return current;
+        }
+        if (deadline?.aborted) throw pastDeadline();
+        options.signal.throwIfAborted();
+        // Dropped before the end: resume at once; if it gave nothing, poll once before retrying.
+        if (seen) continue;
+      } else streaming = false;
     }
     if (!waited) await delay(Math.min(POLL_MS, left), undefined, { signal: options.signal });
     // Only when no bar shows progress: a held answer would freeze it.

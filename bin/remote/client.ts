@@ -184,6 +184,41 @@ export function createClient(options: ClientOptions) {
       return { generation: await generation(response, `GET ${path}`), waited };
     },
 
+    /**
+     * The generation's server-sent events (GET /v1/generations/{id}/events): each event's
+     * generation, in order, until the stream ends (after the final event, or when the connection
+     * drops; `lastEventId` resumes after a drop). Undefined when the server has no event streams
+     * (an older Easel) or refuses one now (429: the key's streams are all in use), so the caller
+     * polls instead.
+     */
+    async streamGeneration(
+      id: string,
+      signal: AbortSignal,
+      lastEventId?: string,
+    ): Promise<AsyncGenerator<{ id: string | undefined; generation: Generation }> | undefined> {
+      let response: Response;
+      try {
+        response = await fetch(`${base}/v1/generations/${encodeURIComponent(id)}/events`, {
+          headers: {
+            Authorization: `Bearer ${options.apiKey}`,
+            Accept: 'text/event-stream',
+            'User-Agent': 'easel-cli',
+            ...(lastEventId ? { 'Last-Event-ID': lastEventId } : {}),
+          },
+          signal,
+        });
+      } catch (error) {
+        if (signal.aborted) throw error;
+        return undefined;
+      }
+      const type = response.headers.get('content-type') ?? '';
+      if (!response.ok || !type.startsWith('text/event-stream') || !response.body) {
+        await response.body?.cancel();
+        return undefined;
+      }
+      return readEvents(response.body);
+    },
+
     /** The bytes of one output, fetched from its presigned URL and checked against its size and hash. */
     async download(output: GenerationOutput): Promise<Buffer> {
       let response: Response;
@@ -214,3 +249,35 @@ export function createClient(options: ClientOptions) {
 }
 
 export type EaselClient = ReturnType<typeof createClient>;
+
+/**
+ * The events of a text/event-stream body (the subset Easel sends: `id:`, `event:`, one `data:`
+ * JSON line per event, `:` comments); a broken connection just ends the sequence.
+ */
+async function* readEvents(
+  body: ReadableStream<Uint8Array>,
+): AsyncGenerator<{ id: string | undefined; generation: Generation }> {
+  const decoder = new TextDecoder();
+  let buffer = '';
+  let id: string | undefined;
+  let data = '';
+  try {
+    for await (const chunk of body) {
+      buffer += decoder.decode(chunk, { stream: true });
+      for (let end = buffer.indexOf('\n'); end >= 0; end = buffer.indexOf('\n')) {
+        const line = buffer.slice(0, end).replace(/\r$/, '');
+        buffer = buffer.slice(end + 1);
+        if (line === '') {
+          if (data) {
+            const parsed = JSON.parse(data) as { generation?: Generation };
+            if (parsed.generation) yield { id, generation: parsed.generation };
+          }
+          data = '';
+        } else if (line.startsWith('id:')) id = line.slice(3).trim();
+        else if (line.startsWith('data:')) data += line.slice(5).trim();
+      }
+    }
+  } catch {
+    // The connection dropped: the caller resumes or falls back to polling.
+  }
+}
