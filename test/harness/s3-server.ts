@@ -10,11 +10,27 @@ import { parseLogLine, spawnChild } from '../../bin/local/service-process.ts';
 
 export interface S3ServerProcess {
   endpoint: string;
-  child: ChildProcess;
+  /** The local server's process; undefined when the tests use an external server. */
+  child: ChildProcess | undefined;
   stop(): Promise<void>;
 }
 
+/**
+ * The S3 server the tests use: the local one (bin/local/s3-server.ts) as a process of its own,
+ * or, with EASEL_TEST_S3_ENDPOINT set, an external S3-compatible server such as MinIO (its
+ * credentials in S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY, which the services read from the same
+ * environment). Every test file makes its own bucket, so a shared server is fine. The fault test
+ * that kills the S3 server always starts its own (startRestartableS3Server).
+ */
 export async function startS3ServerProcess(env: NodeJS.ProcessEnv = {}): Promise<S3ServerProcess> {
+  const external = process.env.EASEL_TEST_S3_ENDPOINT;
+  if (external) return { endpoint: external, child: undefined, async stop() {} };
+  return startLocalS3Server(env);
+}
+
+async function startLocalS3Server(
+  env: NodeJS.ProcessEnv,
+): Promise<S3ServerProcess & { child: ChildProcess }> {
   const isEndpoint = (line: string) => parseLogLine(line)?.endpoint !== undefined;
   const server = spawnChild({
     args: ['bin/local/s3-server.ts'],
@@ -56,7 +72,7 @@ export async function startRestartableS3Server(
   const port = options.port ?? (await freePort());
   const storageDir = options.storageDir ?? (await mkdtemp(join(tmpdir(), 'easel-s3-')));
   const env = { S3_PORT: String(port), S3_STORAGE_DIR: storageDir };
-  let current = await startS3ServerProcess(env);
+  let current = await startLocalS3Server(env);
   const alive = () => current.child.exitCode === null && current.child.signalCode === null;
   return {
     port,
@@ -78,7 +94,7 @@ export async function startRestartableS3Server(
     },
     async restart() {
       if (alive()) throw new Error('S3 server is still running');
-      current = await startS3ServerProcess(env);
+      current = await startLocalS3Server(env);
     },
     async stop() {
       if (alive()) await current.stop();
