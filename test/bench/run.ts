@@ -23,6 +23,7 @@ const BENCHES = [
   { name: 'api-throughput', file: 'test/bench/api-throughput.bench.ts' },
   { name: 'queue-headroom', file: 'test/bench/queue-headroom.bench.ts' },
   { name: 'worker-pipeline', file: 'test/bench/worker-pipeline.bench.ts' },
+  { name: 'event-streams', file: 'test/bench/event-streams.bench.ts' },
 ];
 
 const wanted = process.argv.slice(2);
