@@ -11,22 +11,20 @@ import {
   type PredictionType,
   requireNoise,
   requireSteps,
-  type Scheduler,
   type SchedulerConfig,
   type SchedulerOptions,
-  scratchBuffer,
 } from './common.ts';
 import { ddimTimesteps } from './ddim.ts';
 import { type Float32Schedule, float32Schedule } from './float32-schedule.ts';
-import { applyPosteriorStep, type PosteriorStep, posteriorStep, varianceType } from './posterior.ts';
+import {
+  type PosteriorScheduler,
+  type PosteriorStep,
+  posteriorScheduler,
+  posteriorStep,
+  varianceType,
+} from './posterior.ts';
 
-export interface DdpmScheduler extends Scheduler {
-  readonly predictionType: PredictionType;
-  /** The float32 training tables, indexed by timestep. */
-  readonly schedule: Float32Schedule;
-  /** Each step's coefficients (t, prev, x̂₀ and posterior coefficients, σ). */
-  readonly coefficients: readonly PosteriorStep[];
-}
+export type DdpmScheduler = PosteriorScheduler;
 
 /**
  * DDPMScheduler.set_timesteps spaces timesteps exactly as DDIMScheduler.set_timesteps does
@@ -69,27 +67,13 @@ export function ddpmScheduler(
 
   const timesteps = ddpmTimesteps(config, steps);
   const schedule = float32Schedule(config);
-  const coefficients = Array.from(timesteps, (t, i) =>
-    ddpmStep(schedule, t, i + 1 < steps ? timesteps[i + 1] : -1, predictionType),
-  );
-  const noiseBuffer = scratchBuffer();
-
-  return {
+  return posteriorScheduler({
     name: 'DDPMScheduler',
     timesteps,
-    initNoiseSigma: 1,
-    predictionType,
     schedule,
-    coefficients,
-    inputScale: () => 1,
-    step(step, latents, modelOutput) {
-      const k = coefficients[step];
-      let fresh: Float32Array | undefined;
-      if (k.noisy) {
-        fresh = noiseBuffer(latents.length);
-        noise(fresh);
-      }
-      applyPosteriorStep(k, latents, modelOutput, fresh, clipRange);
-    },
-  };
+    predictionType,
+    clipRange,
+    noise,
+    stepFrom: (t, prev) => ddpmStep(schedule, t, prev, predictionType),
+  });
 }

@@ -8,7 +8,62 @@
 // with ᾱ_prev = 1 for prev < 0 and β = 1 − ᾱ_t/ᾱ_prev, α = 1 − β (the skipped steps' combined β).
 // The scalars are worked out once per step in float64 from the float32 tables (float32-schedule.ts).
 
-import type { PredictionType, SchedulerConfig } from './common.ts';
+import {
+  type NoiseSource,
+  type PredictionType,
+  type Scheduler,
+  type SchedulerConfig,
+  scratchBuffer,
+} from './common.ts';
+import type { Float32Schedule } from './float32-schedule.ts';
+
+/** A sampler made of posterior steps (DDPMScheduler, UnCLIPScheduler), with its tables for tests. */
+export interface PosteriorScheduler extends Scheduler {
+  readonly predictionType: PredictionType;
+  /** The float32 training tables, indexed by timestep. */
+  readonly schedule: Float32Schedule;
+  /** Each step's coefficients (t, prev, x̂₀ and posterior coefficients, σ). */
+  readonly coefficients: readonly PosteriorStep[];
+}
+
+/**
+ * The scheduler both samplers are: coefficients worked out once from t to the next timestep (−1
+ * after the last) by `stepFrom`, then each step applied in place, with fresh noise from the
+ * request's seeded source into one reused buffer on the steps that draw it.
+ */
+export function posteriorScheduler(parts: {
+  name: string;
+  timesteps: Float64Array;
+  schedule: Float32Schedule;
+  predictionType: PredictionType;
+  clipRange: number;
+  noise: NoiseSource;
+  stepFrom(t: number, prev: number): PosteriorStep;
+}): PosteriorScheduler {
+  const { timesteps, clipRange, noise } = parts;
+  const coefficients = Array.from(timesteps, (t, i) =>
+    parts.stepFrom(t, i + 1 < timesteps.length ? timesteps[i + 1] : -1),
+  );
+  const noiseBuffer = scratchBuffer();
+  return {
+    name: parts.name,
+    timesteps,
+    initNoiseSigma: 1,
+    predictionType: parts.predictionType,
+    schedule: parts.schedule,
+    coefficients,
+    inputScale: () => 1,
+    step(step, latents, modelOutput) {
+      const k = coefficients[step];
+      let fresh: Float32Array | undefined;
+      if (k.noisy) {
+        fresh = noiseBuffer(latents.length);
+        noise(fresh);
+      }
+      applyPosteriorStep(k, latents, modelOutput, fresh, clipRange);
+    },
+  };
+}
 
 /** One step's coefficients, computed when the scheduler is built. */
 export interface PosteriorStep {

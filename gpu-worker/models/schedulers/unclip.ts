@@ -10,21 +10,19 @@ import {
   type PredictionType,
   requireNoise,
   roundHalfEven,
-  type Scheduler,
   type SchedulerConfig,
   type SchedulerOptions,
-  scratchBuffer,
 } from './common.ts';
 import { type Float32Schedule, float32Schedule } from './float32-schedule.ts';
-import { applyPosteriorStep, type PosteriorStep, posteriorStep, varianceType } from './posterior.ts';
+import {
+  type PosteriorScheduler,
+  type PosteriorStep,
+  posteriorScheduler,
+  posteriorStep,
+  varianceType,
+} from './posterior.ts';
 
-export interface UnclipScheduler extends Scheduler {
-  readonly predictionType: PredictionType;
-  /** The float32 training tables, indexed by timestep. */
-  readonly schedule: Float32Schedule;
-  /** Each step's coefficients (t, prev, x̂₀ and posterior coefficients, σ). */
-  readonly coefficients: readonly PosteriorStep[];
-}
+export type UnclipScheduler = PosteriorScheduler;
 
 /**
  * UnCLIPScheduler.set_timesteps: r = (T − 1)/(N − 1), t_k = numpy.round(k·r) (halves to even),
@@ -80,27 +78,13 @@ export function unclipScheduler(
   const timesteps = unclipTimesteps(config, steps);
   // betas_for_alpha_bar(T) takes only T: beta_start, beta_end and trained_betas do not apply.
   const schedule = float32Schedule({ num_train_timesteps: n, beta_schedule: 'squaredcos_cap_v2' });
-  const coefficients = Array.from(timesteps, (t, i) =>
-    unclipStep(schedule, t, i + 1 < steps ? timesteps[i + 1] : -1, predictionType),
-  );
-  const noiseBuffer = scratchBuffer();
-
-  return {
+  return posteriorScheduler({
     name: 'UnCLIPScheduler',
     timesteps,
-    initNoiseSigma: 1,
-    predictionType,
     schedule,
-    coefficients,
-    inputScale: () => 1,
-    step(step, latents, modelOutput) {
-      const k = coefficients[step];
-      let fresh: Float32Array | undefined;
-      if (k.noisy) {
-        fresh = noiseBuffer(latents.length);
-        noise(fresh);
-      }
-      applyPosteriorStep(k, latents, modelOutput, fresh, clipRange);
-    },
-  };
+    predictionType,
+    clipRange,
+    noise,
+    stepFrom: (t, prev) => unclipStep(schedule, t, prev, predictionType),
+  });
 }
