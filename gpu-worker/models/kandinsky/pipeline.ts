@@ -16,7 +16,8 @@ import ort from 'onnxruntime-node';
 import { type ClipTokenizer, loadClipTokenizer } from '../clip-tokenizer.ts';
 import { GenerationInputError, ModelLoadError } from '../model-errors.ts';
 import { openSessions, requireTensor, type TensorMetadata } from '../onnx-session.ts';
-import { batchNoiseOver, batchStreams, MAX_SEED } from '../random.ts';
+import { batchNoiseOver, batchStreams } from '../random.ts';
+import { checkBatch, checkSides, checkSteps } from '../request-checks.ts';
 import { chwToRgb } from '../rgb.ts';
 import type { Scheduler, SchedulerConfig } from '../schedulers/common.ts';
 import { ddimScheduler } from '../schedulers/ddim.ts';
@@ -80,7 +81,6 @@ async function readVector(dir: string, file: string, key?: string): Promise<Floa
 }
 
 function validate(request: GenerateRequest, version: KandinskyVersion, maxSteps: number): void {
-  const { width, height, steps, numImages, seed, guidanceScale } = request;
   const own = version === '2.1' ? 'ddim' : 'ddpm';
   if (request.scheduler !== undefined && request.scheduler !== own) {
     throw new GenerationInputError(
@@ -89,32 +89,9 @@ function validate(request: GenerateRequest, version: KandinskyVersion, maxSteps:
     );
   }
   if (request.karras) throw new GenerationInputError('karras', `karras does not apply to ${own}`);
-  for (const [field, value] of [
-    ['width', width],
-    ['height', height],
-  ] as const) {
-    if (!Number.isInteger(value) || value <= 0 || value % SIDE_MULTIPLE !== 0 || value > MAX_SIDE) {
-      throw new GenerationInputError(
-        field,
-        `${field} must be a positive multiple of ${SIDE_MULTIPLE} up to ${MAX_SIDE}, got ${value}`,
-      );
-    }
-  }
-  if (!Number.isInteger(steps) || steps < 1 || steps > maxSteps) {
-    throw new GenerationInputError('steps', `steps must be an integer from 1 to ${maxSteps}, got ${steps}`);
-  }
-  if (!Number.isInteger(numImages) || numImages < 1) {
-    throw new GenerationInputError('numImages', `numImages must be a positive integer, got ${numImages}`);
-  }
-  if (!Number.isInteger(seed) || seed < 0 || seed > MAX_SEED) {
-    throw new GenerationInputError('seed', `seed must be an integer from 0 to ${MAX_SEED}, got ${seed}`);
-  }
-  if (!Number.isFinite(guidanceScale) || guidanceScale < 0) {
-    throw new GenerationInputError(
-      'guidanceScale',
-      `guidanceScale must be a finite number >= 0, got ${guidanceScale}`,
-    );
-  }
+  checkSides(request, SIDE_MULTIPLE, MAX_SIDE);
+  checkSteps(request.steps, maxSteps);
+  checkBatch(request);
 }
 
 /** A fixed width the sessions declare, or undefined when the axis is symbolic. */
@@ -189,7 +166,6 @@ function createPipeline(parts: PipelineParts): TextToImage {
     name: string,
     types = ['float32'],
   ) => requireTensor(session, dir, file, kind, name, types);
-  t(priorTextEncoder, FILES.priorTextEncoder, 'input', 'input_ids', ['int64', 'int32']);
   const priorIdsType = t(priorTextEncoder, FILES.priorTextEncoder, 'input', 'input_ids', [
     'int64',
     'int32',

@@ -10,7 +10,8 @@ import { type ClipTokenizer, loadClipTokenizer } from '../clip-tokenizer.ts';
 import { GenerationInputError, ModelLoadError } from '../model-errors.ts';
 import { readModelJson } from '../model-files.ts';
 import { openSessions, requireTensor } from '../onnx-session.ts';
-import { batchNoise, initialLatents, MAX_SEED } from '../random.ts';
+import { batchNoise, initialLatents } from '../random.ts';
+import { checkBatch, checkSides, checkSteps } from '../request-checks.ts';
 import { chwToRgb } from '../rgb.ts';
 import type { SchedulerConfig } from '../schedulers/common.ts';
 import {
@@ -63,7 +64,7 @@ async function loadScalingFactor(dir: string): Promise<number> {
 
 /** Checks the request and resolves its sampler against the model's scheduler config. */
 function validate(request: GenerateRequest, schedulerConfig: SchedulerConfig): SchedulerSelection {
-  const { width, height, steps, numImages, seed, guidanceScale } = request;
+  const { steps } = request;
   if (
     request.scheduler !== undefined &&
     !(SCHEDULER_CHOICES as readonly string[]).includes(request.scheduler)
@@ -84,35 +85,9 @@ function validate(request: GenerateRequest, schedulerConfig: SchedulerConfig): S
     );
   }
   const maxSteps = maxSchedulerSteps(schedulerConfig, selection.choice);
-  for (const [field, value] of [
-    ['width', width],
-    ['height', height],
-  ] as const) {
-    if (!Number.isInteger(value) || value <= 0 || value % VAE_FACTOR !== 0 || value > MAX_SIDE) {
-      throw new GenerationInputError(
-        field,
-        `${field} must be a positive multiple of ${VAE_FACTOR} up to ${MAX_SIDE}, got ${value}`,
-      );
-    }
-  }
-  if (!Number.isInteger(steps) || steps < 1 || steps > maxSteps) {
-    throw new GenerationInputError(
-      'steps',
-      `steps must be an integer from 1 to ${maxSteps} for ${selection.choice}, got ${steps}`,
-    );
-  }
-  if (!Number.isInteger(numImages) || numImages < 1) {
-    throw new GenerationInputError('numImages', `numImages must be a positive integer, got ${numImages}`);
-  }
-  if (!Number.isInteger(seed) || seed < 0 || seed > MAX_SEED) {
-    throw new GenerationInputError('seed', `seed must be an integer from 0 to ${MAX_SEED}, got ${seed}`);
-  }
-  if (!Number.isFinite(guidanceScale) || guidanceScale < 0) {
-    throw new GenerationInputError(
-      'guidanceScale',
-      `guidanceScale must be a finite number >= 0, got ${guidanceScale}`,
-    );
-  }
+  checkSides(request, VAE_FACTOR, MAX_SIDE);
+  checkSteps(steps, maxSteps, selection.choice);
+  checkBatch(request);
   return selection;
 }
 
