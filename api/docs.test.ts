@@ -5,35 +5,11 @@ import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { serve } from '@hono/node-server';
-import type { PgBoss } from 'pg-boss';
-import { pino } from 'pino';
-import type { Db } from '../db/connect.ts';
-import type { ObjectStore } from '../shared/object-store.ts';
-import { createApp } from './app.ts';
-import { loadApiConfig } from './config.ts';
 import { DOCS_ASSETS_PATH } from './docs.routes.ts';
-
-/** The docs need no database, queue or storage: any use of them fails the test. */
-function inert<T>(name: string): T {
-  return new Proxy({} as object, {
-    get(_, property) {
-      throw new Error(`/docs touched ${name}.${String(property)}`);
-    },
-  }) as T;
-}
-
-function createDocsOnlyApp() {
-  return createApp({
-    db: inert<Db>('db'),
-    boss: inert<PgBoss>('boss'),
-    store: inert<ObjectStore>('store'),
-    config: loadApiConfig({ DATABASE_URL: 'postgres://localhost/easel' }),
-    logger: pino({ level: 'silent' }),
-  });
-}
+import { createServicelessApp } from './testing.ts';
 
 test('/docs is a page whose scripts, styles and icons are all served by the API itself', async () => {
-  const app = createDocsOnlyApp();
+  const app = createServicelessApp('/docs');
   const res = await app.request('/docs');
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type') ?? '', /^text\/html/);
@@ -66,7 +42,7 @@ test('/docs is a page whose scripts, styles and icons are all served by the API 
 });
 
 test('only the page assets are served from the package, nothing else in it', async () => {
-  const app = createDocsOnlyApp();
+  const app = createServicelessApp('/docs');
   for (const path of [
     `${DOCS_ASSETS_PATH}/package.json`,
     `${DOCS_ASSETS_PATH}/..%2f..%2fpackage.json`,
@@ -85,7 +61,7 @@ test('/docs renders in a browser that can reach nothing but this server', async 
     return;
   }
   const { chromium } = await import('playwright-core');
-  const server = serve({ fetch: createDocsOnlyApp().fetch, port: 0, hostname: '127.0.0.1' });
+  const server = serve({ fetch: createServicelessApp('/docs').fetch, port: 0, hostname: '127.0.0.1' });
   await once(server, 'listening');
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const browser = await chromium.launch({

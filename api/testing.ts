@@ -183,3 +183,23 @@ export function call(
   }
   return fetch(url, { method: init.method ?? (body === undefined ? 'GET' : 'POST'), headers, body });
 }
+
+/**
+ * The app with no database, queue or storage behind it, for pages the API serves from files
+ * (`/docs`, the wall at `/`): any use of those services fails the test, naming `what` touched it.
+ */
+export function createServicelessApp(what: string) {
+  const inert = <T>(name: string): T =>
+    new Proxy({} as object, {
+      get(_, property) {
+        throw new Error(`${what} touched ${name}.${String(property)}`);
+      },
+    }) as T;
+  return createApp({
+    db: inert<AppDeps['db']>('db'),
+    boss: inert<PgBoss>('boss'),
+    store: inert<ObjectStore>('store'),
+    config: loadApiConfig({ DATABASE_URL: 'postgres://localhost/easel' }),
+    logger: pino({ level: 'silent' }),
+  });
+}

@@ -8,16 +8,12 @@ import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { PgBoss } from 'pg-boss';
-import { pino } from 'pino';
-import { createApp, openApiDocument } from '../api/app.ts';
-import { loadApiConfig } from '../api/config.ts';
+import { openApiDocument } from '../api/app.ts';
 import type { GenerationListResource } from '../api/generations.schemas.ts';
+import { createServicelessApp } from '../api/testing.ts';
 import { WALL_DIR } from '../api/wall.routes.ts';
-import type { Db } from '../db/connect.ts';
 import { registerModel } from '../db/models.repository.ts';
 import type { GenerationResource } from '../shared/generation.schemas.ts';
-import type { ObjectStore } from '../shared/object-store.ts';
 import { DEMO_MODEL, DEMO_MODEL_ID } from './harness/models.ts';
 import { startStack } from './harness/stack.ts';
 import { readDockerfile, readDockerIgnore } from './infra/images.ts';
@@ -29,27 +25,8 @@ declare const document: any, window: any, navigator: any, getComputedStyle: any,
 
 const ARTIFACTS = fileURLToPath(new URL('../.easel/artifacts/wall/', import.meta.url));
 
-/** The page needs no database, queue or storage to be served: any use of them fails the test. */
-function inert<T>(name: string): T {
-  return new Proxy({} as object, {
-    get(_, property) {
-      throw new Error(`the wall touched ${name}.${String(property)}`);
-    },
-  }) as T;
-}
-
-function createPageOnlyApp() {
-  return createApp({
-    db: inert<Db>('db'),
-    boss: inert<PgBoss>('boss'),
-    store: inert<ObjectStore>('store'),
-    config: loadApiConfig({ DATABASE_URL: 'postgres://localhost/easel' }),
-    logger: pino({ level: 'silent' }),
-  });
-}
-
 test('/ is the wall: a page whose script and stylesheet the API serves, pinned to their content', async () => {
-  const app = createPageOnlyApp();
+  const app = createServicelessApp('the wall');
   const res = await app.request('/');
   assert.equal(res.status, 200);
   assert.equal(res.headers.get('content-type'), 'text/html; charset=utf-8');
@@ -87,7 +64,7 @@ test('/ is the wall: a page whose script and stylesheet the API serves, pinned t
 });
 
 test('only the page and its two assets are served; none of it is in the OpenAPI document', async () => {
-  const app = createPageOnlyApp();
+  const app = createServicelessApp('the wall');
   for (const path of [
     '/wall/index.html',
     '/wall/..%2fwall.routes.ts',
