@@ -6,15 +6,24 @@
 import type { PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
 import type { Db } from '../db/connect.ts';
+import { assignFairStarts, fairQueuePositions, lockForCreate, rebaseFairQueue } from '../db/fair-queue.ts';
 import { admissionCounts, insertGenerations } from '../db/generations.repository.ts';
 import {
   claimIdempotencyKey,
   type IdempotencyClaim,
   releaseIdempotencyKeys,
 } from '../db/idempotency-keys.repository.ts';
-import { createQueueWaker, enqueueGenerations } from '../db/queue.ts';
+import { createQueueWaker, enqueueGenerations, generationQueue } from '../db/queue.ts';
+import { quotaDay } from '../db/quotas.repository.ts';
 import type { ApiKey, Generation, NewGeneration } from '../db/types.ts';
-import { type AdmissionConfig, inFlightCap, queueFull, tooManyInFlight } from './admission.ts';
+import {
+  type AdmissionConfig,
+  hasQuota,
+  inFlightCap,
+  queueFull,
+  quotaRefusal,
+  tooManyInFlight,
+} from './admission.ts';
 import { type BatcherOptions, createBatcher } from './batcher.ts';
 
 export interface IntakeRequest {
@@ -62,7 +71,11 @@ export function createGenerationIntake(
     deps.logger?.warn({ err: error }, 'queue wake-up failed; workers will find the jobs on their next poll'),
   );
 
-  async function admitAndInsert(trx: Db, items: readonly IntakeRequest[]): Promise<IntakeResult[]> {
+  async function admitAndInsert(
+    trx: Db,
+    items: readonly IntakeRequest[],
+    rebaseAfterCommit: string[],
+  ): Promise<IntakeResult[]> {
     // Keys first, in arrival order: a replay is answered whatever the caps say. A duplicate later
     // in the same batch sees the earlier claim (same transaction) and becomes its replay.
     const results: (IntakeResult | undefined)[] = [];
@@ -81,22 +94,39 @@ export function createGenerationIntake(
     }
 
     const pending = items.filter((_, i) => results[i] === undefined);
-    const caps = new Map(pending.map((item) => [item.apiKey.id, inFlightCap(item.apiKey, deps.config)]));
-    const counts = await admissionCounts(
+    // Per key, across API processes: quota counts and turn order must see the key's other creates.
+    await lockForCreate(
       trx,
-      [...caps].map(([id, cap]) => ({ id, cap })),
-      deps.config.MAX_QUEUED,
+      pending.map((item) => item.apiKey.id),
+      pending.map((item) => item.row.model ?? null),
     );
+    const caps = new Map(pending.map((item) => [item.apiKey.id, inFlightCap(item.apiKey, deps.config)]));
+    const quotaKeys = [
+      ...new Set(pending.filter((item) => hasQuota(item.apiKey)).map((item) => item.apiKey.id)),
+    ];
+    const [counts, quota] = await Promise.all([
+      admissionCounts(
+        trx,
+        [...caps].map(([id, cap]) => ({ id, cap })),
+        deps.config.MAX_QUEUED,
+      ),
+      quotaKeys.length > 0 ? quotaDay(trx, quotaKeys) : undefined,
+    ]);
     // Admitted in arrival order, each seeing the ones admitted before it in this batch.
     let queued = counts.queued;
     const refused = new Map<string, IntakeResult>();
     for (const item of pending) {
       const cap = caps.get(item.apiKey.id) as number;
       const inFlight = counts.inFlight.get(item.apiKey.id) ?? 0;
-      if (inFlight >= cap) refused.set(item.row.id, { ok: false, error: tooManyInFlight(cap) });
+      const use = quota?.use.get(item.apiKey.id);
+      // The quota first: it holds until 00:00 UTC, while the other two clear as work finishes.
+      const overQuota = use && quota ? quotaRefusal(item.apiKey, item.row.num_images, use, quota) : undefined;
+      if (overQuota) refused.set(item.row.id, { ok: false, error: overQuota });
+      else if (inFlight >= cap) refused.set(item.row.id, { ok: false, error: tooManyInFlight(cap) });
       else if (queued >= deps.config.MAX_QUEUED) refused.set(item.row.id, { ok: false, error: queueFull() });
       else {
         counts.inFlight.set(item.apiKey.id, inFlight + 1);
+        if (use) use.images += item.row.num_images;
         queued++;
       }
     }
@@ -115,15 +145,33 @@ export function createGenerationIntake(
       trx,
       admitted.map((item) => item.row),
     );
-    await enqueueGenerations(deps.boss, trx, rows);
-    // Rows of one transaction share created_at, so a read orders them by id after every row
-    // queued before (queuePosition); ranking them the same way gives the position a read will.
-    // counts.queued is exact here: admission refuses everything once it reaches its cap.
-    const byId = new Map(
-      [...rows]
-        .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-        .map((row, rank) => [row.id, { row, position: counts.queued + rank }]),
+    // Each job's place in its model queue's fair order, in arrival order (db/fair-queue.ts).
+    const fair = await assignFairStarts(
+      trx,
+      admitted.map((item) => ({
+        id: item.row.id,
+        model: item.row.model ?? null,
+        apiKeyId: item.apiKey.id,
+        weight: item.apiKey.weight,
+      })),
     );
+    rebaseAfterCommit.push(...fair.rebase);
+    await enqueueGenerations(
+      deps.boss,
+      trx,
+      rows.map((row) => ({ id: row.id, model: row.model, priority: fair.priorities.get(row.id) })),
+    );
+    // Positions as a read will report them: in the fair order, this batch's jobs included.
+    const positions =
+      rows.length === 0
+        ? new Map<string, number>()
+        : await fairQueuePositions(
+            trx,
+            rows.map((row) => generationQueue(row.model)),
+            rows.map((row) => row.id),
+            Math.min(...rows.map((row) => fair.priorities.get(row.id) ?? 0)),
+          );
+    const byId = new Map(rows.map((row) => [row.id, { row, position: positions.get(row.id) ?? 0 }]));
     return items.map((item, i) => {
       const early = results[i];
       // A replay of a create refused in this very batch shares its refusal.
@@ -136,8 +184,22 @@ export function createGenerationIntake(
     });
   }
 
-  const inTransaction = (items: readonly IntakeRequest[]) =>
-    deps.db.transaction().execute((trx) => admitAndInsert(trx, items));
+  const inTransaction = async (items: readonly IntakeRequest[]) => {
+    // Queues whose virtual times grew past fair-queue's REBASE_AT: shifted back after the commit.
+    const rebaseAfterCommit: string[] = [];
+    const results = await deps.db
+      .transaction()
+      .execute((trx) => admitAndInsert(trx, items, rebaseAfterCommit));
+    for (const queue of new Set(rebaseAfterCommit)) {
+      await rebaseFairQueue(deps.db, queue).catch((error: unknown) =>
+        deps.logger?.warn(
+          { err: error, queue },
+          'rebasing the fair queue failed; the next batch tries again',
+        ),
+      );
+    }
+    return results;
+  };
 
   async function runBatch(items: readonly IntakeRequest[]): Promise<IntakeResult[]> {
     let results: IntakeResult[];

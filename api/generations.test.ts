@@ -131,12 +131,13 @@ test('POST echoes every given parameter, including seed 0 and the largest seed',
 });
 
 test('GET /v1/generations/{id} reports queue position, which moves as the queue drains', async () => {
-  // Only these two are queued in this database from here on.
+  // Only these two are queued in this database from here on (rows and their jobs, as a cancel does).
   await api.t.db
     .updateTable('generations')
     .set({ status: 'canceled' })
     .where('status', '=', 'queued')
     .execute();
+  await sql`update pgboss.job set state = 'cancelled' where state < 'active'`.execute(api.t.db);
   const first = await create(alice.key, { prompt: 'first' });
   const second = await create(bob.key, { prompt: 'second' });
   assert.equal(first.body.queue_position, 0);
@@ -157,6 +158,10 @@ test('GET /v1/generations/{id} reports queue position, which moves as the queue 
     .set({ status: 'running', started_at: new Date(), attempts: 1 })
     .where('id', '=', first.body.id as string)
     .execute();
+  // As a worker's fetch does: the job is taken off the waiting list.
+  await sql`update pgboss.job set state = 'active', started_on = now() where id = ${first.body.id as string}`.execute(
+    api.t.db,
+  );
   const running = await get(first.body.id, alice.key);
   assert.equal(running.status, 'running');
   assert.equal(running.queue_position, null);

@@ -1,6 +1,8 @@
 // The reads behind the API's event streams (api/event-hub.ts). Each one serves every open stream of
 // an API process at once: the hub reads a generation once per notification, never once per client.
 import { type Kysely, sql } from 'kysely';
+import { fairQueuePositions, queuePositionSql } from './fair-queue.ts';
+import { generationQueue } from './queue.ts';
 import type { Database, Generation } from './types.ts';
 
 type Executor = Kysely<Database>;
@@ -8,19 +10,13 @@ type Executor = Kysely<Database>;
 /** A row as the streams show it: with its queue position (null unless queued). */
 export type EventRow = Generation & { queue_position: number | null };
 
-/** The same count as queuePosition (generations.repository.ts), for a row aliased `g`. */
-const queuePositionSql = sql<number | null>`case when g.status = 'queued' then (
-  select count(*)::int from generations q
-  where q.status = 'queued' and q.model is not distinct from g.model
-    and (q.created_at, q.id) < (g.created_at, g.id)) end`;
-
 /** The rows of these ids that exist, in no particular order. */
 export async function readEventRows(db: Executor, ids: readonly string[]): Promise<EventRow[]> {
   if (ids.length === 0) return [];
   return db
     .selectFrom('generations as g')
     .selectAll('g')
-    .select(queuePositionSql.as('queue_position'))
+    .select(queuePositionSql('g').as('queue_position'))
     .where(sql<boolean>`g.id = any(${[...ids]}::uuid[])`)
     .execute();
 }
@@ -50,7 +46,7 @@ export async function eventRowsOfKey(
     db
       .selectFrom('generations as g')
       .selectAll('g')
-      .select(queuePositionSql.as('queue_position'))
+      .select(queuePositionSql('g').as('queue_position'))
       .where('g.api_key_id', '=', apiKeyId);
   const [live, finished] = await Promise.all([
     // generations_in_flight_idx: bounded by the key's in-flight cap.
@@ -87,23 +83,12 @@ export async function queuedSince(
 
 /**
  * The queue position of each of `ids` still queued, over the queues of their models in one pass
- * (generations_model_queued_idx): O(queued generations of those models) however many ids follow.
+ * (db/fair-queue.ts): O(waiting jobs of those models) however many ids follow.
  */
 export async function queuePositions(
   db: Executor,
   models: readonly (string | null)[],
   ids: readonly string[],
 ): Promise<Map<string, number>> {
-  if (ids.length === 0 || models.length === 0) return new Map();
-  const named = models.filter((model): model is string => model !== null);
-  const legacy = models.includes(null);
-  const { rows } = await sql<{ id: string; position: number }>`
-    select id, position from (
-      select id, (row_number() over (partition by model order by created_at, id) - 1)::int as position
-      from generations
-      where status = 'queued'
-        and (model = any(${named}::text[]) or (${legacy}::boolean and model is null))
-    ) p
-    where id = any(${[...ids]}::uuid[])`.execute(db);
-  return new Map(rows.map((row) => [row.id, row.position]));
+  return fairQueuePositions(db, models.map(generationQueue), ids);
 }

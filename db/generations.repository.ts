@@ -1,4 +1,5 @@
 import { type Kysely, sql } from 'kysely';
+import { queuePositionSql } from './fair-queue.ts';
 import type {
   Database,
   Generation,
@@ -66,22 +67,17 @@ export async function findGenerationForOwner(
 }
 
 /**
- * How many queued generations of the same model (all owners) were accepted before this one: 0
- * means next. Counted from our own table, not pg-boss's cached statistics.
+ * How many generations of the same model (all owners) pg-boss will fetch before this one: 0 means
+ * next. The fair order (db/fair-queue.ts), read from the jobs' priorities, not pg-boss's cached
+ * statistics.
  */
-export async function queuePosition(db: Executor, generation: Pick<Generation, 'id' | 'model'>) {
-  // The row's own created_at, read in SQL: rows created in one transaction (a create batch), or in
-  // one millisecond, differ only by id.
+export async function queuePosition(db: Executor, generation: Pick<Generation, 'id' | 'model' | 'status'>) {
   const row = await db
-    .selectFrom('generations')
-    .select(sql<number>`count(*)::int`.as('ahead'))
-    .where('status', '=', 'queued')
-    .where((eb) => (generation.model === null ? eb('model', 'is', null) : eb('model', '=', generation.model)))
-    .where(
-      sql<boolean>`(created_at, id) < (select s.created_at, s.id from generations s where s.id = ${generation.id}::uuid)`,
-    )
-    .executeTakeFirstOrThrow();
-  return row.ahead;
+    .selectFrom('generations as g')
+    .select(queuePositionSql('g').as('ahead'))
+    .where('g.id', '=', generation.id)
+    .executeTakeFirst();
+  return row?.ahead ?? 0;
 }
 
 /**
@@ -362,12 +358,7 @@ export async function listGenerations(
   let q = db
     .selectFrom('generations as g')
     .selectAll('g')
-    .select([
-      sql<number | null>`case when g.status = 'queued' then (
-        select count(*)::int from generations q
-        where q.status = 'queued' and q.model is not distinct from g.model
-          and (q.created_at, q.id) < (g.created_at, g.id)) end`.as('queue_position'),
-    ])
+    .select([queuePositionSql('g').as('queue_position')])
     .where('g.api_key_id', '=', query.apiKeyId);
   if (query.statuses && query.statuses.length > 0) q = q.where('g.status', 'in', [...query.statuses]);
   if (query.createdAfter) q = q.where('g.created_at', '>', sql<Date>`${query.createdAfter}::timestamptz`);

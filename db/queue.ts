@@ -151,6 +151,8 @@ export async function enqueueGeneration(
 export interface QueuedGeneration {
   id: string;
   model: string | null;
+  /** Its place in the fair order (db/fair-queue.ts): pg-boss fetches higher first; default 0. */
+  priority?: number;
 }
 
 /**
@@ -165,7 +167,11 @@ export async function enqueueGenerations(
 ): Promise<void> {
   const byQueue = Map.groupBy(generations, (generation) => generationQueue(generation.model));
   for (const [queue, group] of byQueue) {
-    const jobs = group.map(({ id }) => ({ id, data: { v: 1, generation_id: id } satisfies GenerationJob }));
+    const jobs = group.map(({ id, priority }) => ({
+      id,
+      data: { v: 1, generation_id: id } satisfies GenerationJob,
+      ...(priority === undefined ? {} : { priority }),
+    }));
     const inserted = await boss.insert(queue, jobs, { db: fromKysely(trx), returnId: true });
     // pg-boss skips conflicting ids silently; a row without its job must roll back, not commit.
     if (inserted?.length !== jobs.length) {

@@ -53,6 +53,41 @@ export interface ApiKeysTable {
   >;
   /** Operator key: may read fleet-wide views such as GET /v1/workers. */
   admin: ColumnType<boolean, boolean | undefined, boolean>;
+  /** Share of the turns on a contended model queue (1-100; 2 gets about twice the turns of 1). */
+  weight: ColumnType<number, number | undefined, number>;
+  /** Daily (UTC) limits checked at create; null is unlimited. */
+  images_per_day: ColumnType<number | null, number | null | undefined, number | null>;
+  accelerator_seconds_per_day: ColumnType<number | null, number | null | undefined, number | null>;
+}
+
+/** Per model queue and key: the virtual finish time of the key's latest job (db/fair-queue.ts). */
+export interface FairShareTable {
+  queue: string;
+  api_key_id: string;
+  /** bigint (parsed as a number, db/connect.ts). */
+  last_finish: number;
+  updated_at: DefaultTimestamp;
+}
+
+export const USAGE_OUTCOMES = ['succeeded', 'failed', 'canceled', 'retry'] as const;
+export type UsageOutcome = (typeof USAGE_OUTCOMES)[number];
+
+/** The usage ledger: one row per attempt that ran on the accelerator (migration 0010). */
+export interface UsageRecordsTable {
+  id: Generated<string>;
+  generation_id: string;
+  /** The generation's attempt number (generations.attempts when the attempt was claimed). */
+  attempt: number;
+  api_key_id: string;
+  model: string | null;
+  outcome: UsageOutcome;
+  recorded_at: DefaultTimestamp;
+  /** The worker's measured busy interval for the attempt, in microseconds. */
+  accelerator_us: number;
+  /** Images stored (succeeded attempts only). */
+  images: number;
+  /** width × height × denoising steps done × images in the batch. */
+  pixel_steps: number;
 }
 
 export interface GenerationsTable {
@@ -251,6 +286,8 @@ export interface Database {
   webhook_disabled_urls: WebhookDisabledUrlsTable;
   workers: WorkersTable;
   models: ModelsTable;
+  fair_share: FairShareTable;
+  usage_records: UsageRecordsTable;
 }
 
 export type ApiKey = Selectable<ApiKeysTable>;
@@ -263,3 +300,5 @@ export type WebhookDelivery = Selectable<WebhookDeliveriesTable>;
 export type WebhookDisabledUrl = Selectable<WebhookDisabledUrlsTable>;
 export type Worker = Selectable<WorkersTable>;
 export type Model = Selectable<ModelsTable>;
+export type UsageRecord = Selectable<UsageRecordsTable>;
+export type NewUsageRecord = Insertable<UsageRecordsTable>;

@@ -8,6 +8,7 @@ import * as m0006 from './0006-workers-and-admin.ts';
 import * as m0007 from './0007-webhook-disabled-urls.ts';
 import * as m0008 from './0008-millisecond-timestamps.ts';
 import * as m0009 from './0009-models.ts';
+import * as m0010 from './0010-tenants.ts';
 
 // A static list rather than a folder scan: it works the same from source, a bundle or a container.
 const migrations: Record<string, Migration> = {
@@ -20,6 +21,7 @@ const migrations: Record<string, Migration> = {
   '0007-webhook-disabled-urls': m0007,
   '0008-millisecond-timestamps': m0008,
   '0009-models': m0009,
+  '0010-tenants': m0010,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -1,0 +1,207 @@
+// Fair turns between API keys on each model's queue, inside Postgres and pg-boss: start-time fair
+// queueing (SFQ, Goyal et al. 1996) computed when a job is inserted and stored as its pg-boss
+// priority. pg-boss fetches `priority desc, created_on` (index job_i11), so with priority = −start
+// the fetch order is the fair order; workers, retries, crash recovery and prefetch are pg-boss's
+// as before, and there is no scheduler process.
+//
+// Each job gets a virtual start time S = max(V, F_key) and the key's finish time becomes
+// F_key = S + TURN / weight, where V is the queue's virtual time: the start of its head (the lowest
+// start still waiting), or, with nothing waiting, the latest finish handed out. So:
+//   - a key with a backlog has its jobs spaced TURN / weight apart, and other keys' jobs interleave
+//     between them in proportion to their weights;
+//   - a key arriving at a busy queue starts at V, level with the head: its job is fetched right
+//     after the head (which was there first), whatever backlog other keys have;
+//   - within a key starts strictly increase, so its own jobs keep first come, first served
+//     (ties between keys fall back to created_on, then index order);
+//   - a retried or handed-back job keeps its priority, so it runs before everything queued after it.
+// F_key is remembered per (queue, key) in `fair_share` so a key that trickles one job at a time
+// still gets only its weight's share; it is clamped to one turn past V when the key has nothing
+// waiting (a key that canceled its backlog is not pushed behind the jobs it no longer has).
+import { type Kysely, sql } from 'kysely';
+import { generationQueue, generationQueueSql, PGBOSS_SCHEMA } from './queue.ts';
+import type { Database } from './types.ts';
+
+type Executor = Kysely<Database>;
+
+/** Virtual time one job of a weight-1 key takes: divisible by 1..10, so common weights are exact. */
+export const TURN = 5_040;
+
+/** pg-boss's priority is a 32-bit integer: past this the queue's times are shifted back (rebaseFairQueue). */
+export const REBASE_AT = 2 ** 30;
+
+export function turnFor(weight: number): number {
+  return Math.max(1, Math.round(TURN / weight));
+}
+
+/** Advisory-lock namespaces (the first key of the two-int form), so ours never collide with others'. */
+const TENANT_LOCK = 0x45534c31; // 'ESL1'
+const QUEUE_LOCK = 0x45534c32; // 'ESL2'
+
+const jobTable = sql.table(`${PGBOSS_SCHEMA}.job`);
+
+/**
+ * Serialises creates per API key across API processes, so a key's quota checks and its turn order
+ * see each other's rows; and takes each queue's shared lock, which a rebase takes exclusively.
+ * Call first in the create transaction. Locks are taken in sorted order, so two batches never
+ * deadlock; both are released at commit.
+ */
+export async function lockForCreate(
+  trx: Executor,
+  apiKeyIds: readonly string[],
+  models: readonly (string | null)[],
+): Promise<void> {
+  const keys = [...new Set(apiKeyIds)].sort();
+  const queues = [...new Set(models.map(generationQueue))].sort();
+  await sql`
+    select
+      (select count(pg_advisory_xact_lock_shared(${QUEUE_LOCK}, hashtext(q)))
+        from (select q from unnest(${queues}::text[]) q order by q) qs),
+      (select count(pg_advisory_xact_lock(${TENANT_LOCK}, hashtext(k)))
+        from (select k from unnest(${keys}::text[]) k order by k) ks)`.execute(trx);
+}
+
+export interface FairJob {
+  id: string;
+  model: string | null;
+  apiKeyId: string;
+  /** The key's weight (api_keys.weight). */
+  weight: number;
+}
+
+export interface FairAssignment {
+  /** Each job's pg-boss priority (−start), by job id. */
+  priorities: Map<string, number>;
+  /** Queues whose times crossed REBASE_AT: rebase them once this transaction has committed. */
+  rebase: string[];
+}
+
+/**
+ * Gives each job its start time, in arrival order, and records each key's new finish time. Run in
+ * the create transaction after lockForCreate, so the key's earlier jobs (committed by another
+ * process) are seen. Two statements per batch, whatever its size.
+ */
+export async function assignFairStarts(trx: Executor, jobs: readonly FairJob[]): Promise<FairAssignment> {
+  if (jobs.length === 0) return { priorities: new Map(), rebase: [] };
+  const pairs = [
+    ...new Map(jobs.map((job) => [`${generationQueue(job.model)}\n${job.apiKeyId}`, job])).values(),
+  ];
+  const { rows } = await sql<{
+    queue: string;
+    api_key_id: string;
+    head_priority: number | null;
+    max_finish: number | null;
+    last_finish: number | null;
+    last_pending: number | null;
+  }>`
+    select p.queue, p.api_key_id,
+      (select max(j.priority) from ${jobTable} j where j.name = p.queue and j.state < 'active') as head_priority,
+      (select max(f.last_finish) from fair_share f where f.queue = p.queue) as max_finish,
+      (select f.last_finish from fair_share f where f.queue = p.queue and f.api_key_id = p.api_key_id) as last_finish,
+      -- The key's latest waiting job in this queue has its latest start (starts grow within a key).
+      (select -j.priority from generations g
+         join ${jobTable} j on j.name = p.queue and j.id = g.id and j.state < 'active'
+         where g.api_key_id = p.api_key_id and g.status = 'queued' and ${generationQueueSql('g')} = p.queue
+         order by g.created_at desc, g.id desc limit 1) as last_pending
+    from unnest(${pairs.map((job) => generationQueue(job.model))}::text[],
+                ${pairs.map((job) => job.apiKeyId)}::uuid[]) as p(queue, api_key_id)`.execute(trx);
+
+  const state = new Map(rows.map((row) => [`${row.queue}\n${row.api_key_id}`, row]));
+  const finishes = new Map<string, { queue: string; apiKeyId: string; finish: number }>();
+  const priorities = new Map<string, number>();
+  const rebase = new Set<string>();
+  for (const job of jobs) {
+    const queue = generationQueue(job.model);
+    const pair = `${queue}\n${job.apiKeyId}`;
+    const row = state.get(pair);
+    if (!row) throw new Error(`no fair-queue state read for ${pair}`);
+    const turn = turnFor(job.weight);
+    // V: the head's start, so an arriving key takes its turn right after the head (a tie: the head
+    // was there first); with nothing waiting, the latest finish handed out.
+    const virtual = row.head_priority !== null ? -row.head_priority : (row.max_finish ?? 0);
+    let finish = finishes.get(pair)?.finish;
+    if (finish === undefined) {
+      finish =
+        row.last_pending !== null
+          ? row.last_pending + turn
+          : Math.min(row.last_finish ?? virtual, virtual + turn);
+    }
+    const start = Math.max(virtual, finish);
+    priorities.set(job.id, -start);
+    finishes.set(pair, { queue, apiKeyId: job.apiKeyId, finish: start + turn });
+    if (start + turn > REBASE_AT) rebase.add(queue);
+  }
+
+  const updates = [...finishes.values()];
+  await sql`
+    insert into fair_share (queue, api_key_id, last_finish)
+    select * from unnest(${updates.map((u) => u.queue)}::text[], ${updates.map((u) => u.apiKeyId)}::uuid[],
+                         ${updates.map((u) => u.finish)}::bigint[])
+    on conflict (queue, api_key_id) do update set last_finish = excluded.last_finish, updated_at = now()`.execute(
+    trx,
+  );
+  return { priorities, rebase: [...rebase] };
+}
+
+/**
+ * Shifts a queue's virtual times back towards zero, keeping their order, before they outgrow
+ * pg-boss's 32-bit priority (after about REBASE_AT / TURN turns of a queue that never empties).
+ * Takes the queue's lock exclusively, so no create computes a start from the old times meanwhile.
+ * Returns the shift applied (0 when another process already rebased).
+ */
+export async function rebaseFairQueue(db: Executor, queue: string, threshold = REBASE_AT): Promise<number> {
+  return db.transaction().execute(async (trx) => {
+    await sql`select pg_advisory_xact_lock(${QUEUE_LOCK}, hashtext(${queue}))`.execute(trx);
+    const { rows } = await sql<{ head_priority: number | null; max_finish: number | null }>`
+      select (select max(priority) from ${jobTable} where name = ${queue} and state < 'active') as head_priority,
+             (select max(last_finish) from fair_share where queue = ${queue}) as max_finish`.execute(trx);
+    const row = rows[0];
+    const highest = row?.max_finish ?? 0;
+    if (highest <= threshold) return 0;
+    const shift = row?.head_priority != null ? -row.head_priority : highest;
+    if (shift <= 0) return 0;
+    // Jobs in hand too: one that fails goes back to waiting with the priority it has.
+    await sql`update ${jobTable} set priority = priority + ${shift}
+      where name = ${queue} and state in ('created', 'retry', 'active')`.execute(trx);
+    await sql`update fair_share set last_finish = last_finish - ${shift}, updated_at = now()
+      where queue = ${queue}`.execute(trx);
+    return shift;
+  });
+}
+
+/**
+ * A queued generation's position (generations ahead of it) in the fair order, for a generations
+ * row aliased `alias`: the waiting jobs of its queue that pg-boss will fetch before its own.
+ */
+export function queuePositionSql(alias: string) {
+  const g = (column: string) => sql.ref(`${alias}.${column}`);
+  return sql<number | null>`case when ${g('status')} = 'queued' then (
+    select count(*)::int from ${jobTable} me
+    join ${jobTable} j on j.name = me.name and j.state < 'active'
+      and (j.priority > me.priority
+        or (j.priority = me.priority and (j.created_on, j.id) < (me.created_on, me.id)))
+    where me.name = ${generationQueueSql(alias)} and me.id = ${g('id')}) end`;
+}
+
+/**
+ * The fair-order positions of several waiting jobs of some queues, in one ordered pass over each
+ * queue's waiting jobs (job_i11): O(waiting jobs ahead of the last of them) however many ids are
+ * asked for.
+ */
+export async function fairQueuePositions(
+  db: Executor,
+  queues: readonly string[],
+  ids: readonly string[],
+  /** The lowest priority among `ids`, if known: jobs behind all of them are not read. */
+  minPriority?: number,
+): Promise<Map<string, number>> {
+  if (ids.length === 0 || queues.length === 0) return new Map();
+  const { rows } = await sql<{ id: string; position: number }>`
+    select id, position from (
+      select id::text, (row_number() over (partition by name order by priority desc, created_on, id) - 1)::int as position
+      from ${jobTable}
+      where name = any(${[...new Set(queues)]}::text[]) and state < 'active'
+        and ${minPriority === undefined ? sql`true` : sql`priority >= ${minPriority}`}
+    ) p
+    where id = any(${[...ids]}::text[])`.execute(db);
+  return new Map(rows.map((row) => [row.id, row.position]));
+}
