@@ -4,6 +4,7 @@
 // not see each other's uncommitted rows, so under a burst a cap can be overshot by up to the
 // number of creates racing at that instant. That is accepted: the caps are backpressure, not
 // quotas, and serialising every create (a lock per key plus one global) would cost far more.
+import type { QuotaDay } from '../db/quotas.repository.ts';
 import type { ApiKey } from '../db/types.ts';
 import type { ApiConfig } from './config.ts';
 import {
@@ -31,4 +32,66 @@ export function queueFull(): ApiError {
   return apiError('queue_full', 'The generation queue is full; retry later.', {
     headers: { 'Retry-After': String(QUEUE_FULL_RETRY_AFTER_SECONDS) },
   });
+}
+
+/** Whether a key has a daily quota at all (most do not: their creates skip the quota read). */
+export function hasQuota(apiKey: ApiKey): boolean {
+  return apiKey.images_per_day !== null || apiKey.accelerator_seconds_per_day !== null;
+}
+
+/**
+ * The quota check of one create, against today's use so far (which the caller advances for the
+ * creates it admits). Exact at the boundary: a create may take the day's last image, and once the
+ * accelerator time recorded today reaches the limit nothing more is accepted until 00:00 UTC.
+ * Generations already accepted always run, even past the limit.
+ */
+export function quotaRefusal(
+  apiKey: ApiKey,
+  images: number,
+  use: { images: number; acceleratorUs: number },
+  day: Pick<QuotaDay, 'resetsAt' | 'now'>,
+): ApiError | undefined {
+  const retryAfter = String(Math.max(1, Math.ceil((day.resetsAt.getTime() - day.now.getTime()) / 1000)));
+  const resetsAt = day.resetsAt.toISOString();
+  const imageLimit = apiKey.images_per_day;
+  if (imageLimit !== null && use.images + images > imageLimit) {
+    return apiError(
+      'quota_exceeded',
+      `This API key may create ${imageLimit} images per UTC day; ${use.images} are used or on their way, ` +
+        `and this request asks for ${images}. The count starts again at ${resetsAt}.`,
+      {
+        headers: { 'Retry-After': retryAfter },
+        members: {
+          quota: {
+            limit: 'images_per_day',
+            limit_value: imageLimit,
+            used: use.images,
+            requested: images,
+            resets_at: resetsAt,
+          },
+        },
+      },
+    );
+  }
+  const secondsLimit = apiKey.accelerator_seconds_per_day;
+  if (secondsLimit !== null && use.acceleratorUs >= secondsLimit * 1_000_000) {
+    const used = Math.round(use.acceleratorUs / 1000) / 1000;
+    return apiError(
+      'quota_exceeded',
+      `This API key may use ${secondsLimit} accelerator seconds per UTC day and has used ${used}. ` +
+        `The count starts again at ${resetsAt}.`,
+      {
+        headers: { 'Retry-After': retryAfter },
+        members: {
+          quota: {
+            limit: 'accelerator_seconds_per_day',
+            limit_value: secondsLimit,
+            used,
+            resets_at: resetsAt,
+          },
+        },
+      },
+    );
+  }
+  return undefined;
 }

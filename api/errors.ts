@@ -29,6 +29,7 @@ export const ERROR_CATALOGUE = {
   unsupported_by_model: { status: 422, title: 'The model cannot run these parameters' },
   too_many_in_flight: { status: 429, title: 'Too many generations in flight for this API key' },
   too_many_streams: { status: 429, title: 'Too many open event streams for this API key' },
+  quota_exceeded: { status: 429, title: "The API key's daily quota is used up" },
   headers_too_large: { status: 431, title: 'Request header fields too large' },
   internal_error: { status: 500, title: 'Internal server error' },
   service_unavailable: { status: 503, title: 'Service temporarily unavailable' },
@@ -106,6 +107,30 @@ export const Problem = z
       )
       .optional()
       .openapi({ description: 'Present on validation errors: one entry per offending field.' }),
+    quota: z
+      .object({
+        limit: z.enum(['images_per_day', 'accelerator_seconds_per_day']).openapi({
+          description: "Which of the key's daily limits refused the create.",
+          example: 'images_per_day',
+        }),
+        limit_value: z.int().openapi({ description: 'The limit, per UTC day.', example: 100 }),
+        used: z.number().openapi({
+          description:
+            'What counts against it today: images of generations created today that are queued, running ' +
+            'or succeeded; or accelerator seconds recorded today.',
+          example: 98,
+        }),
+        requested: z.int().optional().openapi({
+          description: 'Images the refused create asked for (images_per_day only).',
+          example: 4,
+        }),
+        resets_at: z.iso.datetime().openapi({
+          description: "The next 00:00 UTC, when the day's count starts again (also in Retry-After).",
+          example: '2026-12-01T00:00:00.000Z',
+        }),
+      })
+      .optional()
+      .openapi({ description: 'Present on quota_exceeded: the limit that refused the create.' }),
   })
   .openapi('Problem', { description: 'RFC 9457 problem details.' });
 

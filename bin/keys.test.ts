@@ -26,6 +26,9 @@ interface KeyJson {
   revoked_at: string | null;
   max_in_flight: number | null;
   admin: boolean;
+  weight: number;
+  images_per_day: number | null;
+  accelerator_seconds_per_day: number | null;
   key?: string;
 }
 
@@ -174,28 +177,39 @@ describe('easel keys list', () => {
 
     const table = await ok('list');
     const [header, ...rows] = table.trimEnd().split('\n');
-    assert.match(header as string, /^ID\s+NAME\s+PREFIX\s+CREATED\s+REVOKED\s+MAX IN FLIGHT\s+ADMIN$/);
+    assert.match(
+      header as string,
+      /^ID\s+NAME\s+PREFIX\s+CREATED\s+REVOKED\s+MAX IN FLIGHT\s+ADMIN\s+WEIGHT\s+IMAGES\/DAY\s+ACCEL S\/DAY$/,
+    );
     const rowA = rows.find((r) => r.startsWith(a.id));
     const rowB = rows.find((r) => r.startsWith(b.id));
     assert.ok(rowA && rowB, table);
     assert.match(
       rowA,
-      new RegExp(`^${a.id}\\s+listed-a\\s+${a.prefix}\\s+\\d{4}-\\d\\d-\\d\\dT[\\d:]+Z\\s+-\\s+3\\s+no$`),
+      new RegExp(
+        `^${a.id}\\s+listed-a\\s+${a.prefix}\\s+\\d{4}-\\d\\d-\\d\\dT[\\d:]+Z\\s+-\\s+3\\s+no\\s+1\\s+unlimited\\s+unlimited$`,
+      ),
     );
-    assert.match(rowB, /\d{4}-\d\d-\d\dT[\d:]+Z\s+\d{4}-\d\d-\d\dT[\d:]+Z\s+server default\s+yes$/);
+    assert.match(
+      rowB,
+      /\d{4}-\d\d-\d\dT[\d:]+Z\s+\d{4}-\d\d-\d\dT[\d:]+Z\s+server default\s+yes\s+1\s+unlimited\s+unlimited$/,
+    );
 
     const json = await ok('list', '--json');
     const listed = JSON.parse(json) as KeyJson[];
     assert.equal(listed.length, rows.length);
     const jsonA = listed.find((k) => k.id === a.id);
     assert.deepEqual(jsonA && Object.keys(jsonA).sort(), [
+      'accelerator_seconds_per_day',
       'admin',
       'created_at',
       'id',
+      'images_per_day',
       'max_in_flight',
       'name',
       'prefix',
       'revoked_at',
+      'weight',
     ]);
     assert.equal(jsonA?.max_in_flight, 3);
     assert.equal(jsonA?.admin, false);
@@ -283,8 +297,44 @@ describe('easel keys set', () => {
     assert.equal(((await refused.json()) as { code: string }).code, 'too_many_in_flight');
 
     const human = await ok('set', created.id, '--max-in-flight', 'default', '--name', 'uncapped');
-    assert.match(human, /'uncapped' .* max in flight server default/);
+    assert.match(human, /'uncapped' .* max in flight: server default/);
     assert.equal((await createGeneration(created.key, 'third')).status, 202);
+  });
+
+  test('--weight and the daily quotas are stored, shown, refused when out of range, and lifted with none', async () => {
+    const created = await createJson('--name', 'tenant', '--weight', '3', '--images-per-day', '2');
+    assert.equal(created.weight, 3);
+    assert.equal(created.images_per_day, 2);
+    assert.equal(created.accelerator_seconds_per_day, null);
+    assert.equal((await createGeneration(created.key, 'one')).status, 202);
+    assert.equal((await createGeneration(created.key, 'two')).status, 202);
+    const refused = await createGeneration(created.key, 'three');
+    assert.equal(refused.status, 429);
+    assert.equal(((await refused.json()) as { code: string }).code, 'quota_exceeded');
+
+    const human = await ok(
+      'set',
+      created.prefix,
+      '--images-per-day',
+      'none',
+      '--accelerator-seconds-per-day',
+      '60',
+    );
+    assert.match(human, /weight: 3, images per day: unlimited, accelerator seconds per day: 60/);
+    assert.equal((await createGeneration(created.key, 'three')).status, 202);
+
+    const set = JSON.parse(await ok('set', created.id, '--weight', '1', '--json')) as KeyJson;
+    assert.equal(set.weight, 1);
+    assert.equal(set.accelerator_seconds_per_day, 60);
+    for (const [flag, value, message] of [
+      ['--weight', '0', /--weight must be an integer from 1 to 100/],
+      ['--weight', '101', /--weight must be an integer from 1 to 100/],
+      ['--images-per-day', '-1', /--images-per-day must be an integer from 0 to/],
+    ] as const) {
+      const run = await keys('set', created.id, `${flag}=${value}`);
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(run.stderr.split('\n')[0] as string, message);
+    }
   });
 });
 

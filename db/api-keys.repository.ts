@@ -28,7 +28,15 @@ export const PREFIX_LENGTH = 12;
 
 export async function createApiKey(
   db: Executor,
-  input: { name: string; key?: string; maxInFlight?: number | null; admin?: boolean },
+  input: {
+    name: string;
+    key?: string;
+    maxInFlight?: number | null;
+    admin?: boolean;
+    weight?: number;
+    imagesPerDay?: number | null;
+    acceleratorSecondsPerDay?: number | null;
+  },
 ): Promise<CreatedApiKey> {
   const key = input.key ?? generateApiKey();
   const apiKey = await db
@@ -40,6 +48,9 @@ export async function createApiKey(
       revoked_at: null,
       max_in_flight: input.maxInFlight ?? null,
       admin: input.admin ?? false,
+      weight: input.weight ?? 1,
+      images_per_day: input.imagesPerDay ?? null,
+      accelerator_seconds_per_day: input.acceleratorSecondsPerDay ?? null,
     })
     .returningAll()
     .executeTakeFirstOrThrow();
@@ -81,7 +92,16 @@ export async function findActiveApiKeys(db: Executor, keys: readonly string[]): 
 /** What may be shown about a key: never its hash or its webhook secrets. */
 export type ApiKeySummary = Pick<
   ApiKey,
-  'id' | 'name' | 'prefix' | 'created_at' | 'revoked_at' | 'max_in_flight' | 'admin'
+  | 'id'
+  | 'name'
+  | 'prefix'
+  | 'created_at'
+  | 'revoked_at'
+  | 'max_in_flight'
+  | 'admin'
+  | 'weight'
+  | 'images_per_day'
+  | 'accelerator_seconds_per_day'
 >;
 
 const SUMMARY_COLUMNS = [
@@ -92,7 +112,13 @@ const SUMMARY_COLUMNS = [
   'revoked_at',
   'max_in_flight',
   'admin',
+  'weight',
+  'images_per_day',
+  'accelerator_seconds_per_day',
 ] as const;
+
+/** Weights are whole numbers in this range (a check in migration 0010). */
+export const MAX_WEIGHT = 100;
 
 /** Oldest first, revoked keys included (they still own their generations). */
 export async function listApiKeys(db: Executor): Promise<ApiKeySummary[]> {
@@ -138,24 +164,41 @@ export async function revokeApiKey(
   return existing && { apiKey: existing, alreadyRevoked: true };
 }
 
+export interface ApiKeyChanges {
+  name?: string;
+  /** Cap on queued+running generations; null: the server default, MAX_IN_FLIGHT_PER_KEY. */
+  maxInFlight?: number | null;
+  /** Share of the turns on a contended model queue (1..MAX_WEIGHT). */
+  weight?: number;
+  /** Daily (UTC) quotas; null removes the limit. */
+  imagesPerDay?: number | null;
+  acceleratorSecondsPerDay?: number | null;
+}
+
 /**
- * Renames a key or changes its cap on queued+running generations (null: the server default,
- * MAX_IN_FLIGHT_PER_KEY). Takes effect on the key's next request. Undefined when there is no such key.
+ * Changes a key's name, cap, weight or quotas. Takes effect on the key's next create (a new weight
+ * orders its next jobs; jobs already queued keep their places). Undefined when there is no such key.
  */
 export async function updateApiKey(
   db: Executor,
   id: string,
-  changes: { name?: string; maxInFlight?: number | null },
+  changes: ApiKeyChanges,
 ): Promise<ApiKeySummary | undefined> {
-  if (changes.name === undefined && changes.maxInFlight === undefined) {
+  const set = {
+    ...(changes.name === undefined ? {} : { name: changes.name }),
+    ...(changes.maxInFlight === undefined ? {} : { max_in_flight: changes.maxInFlight }),
+    ...(changes.weight === undefined ? {} : { weight: changes.weight }),
+    ...(changes.imagesPerDay === undefined ? {} : { images_per_day: changes.imagesPerDay }),
+    ...(changes.acceleratorSecondsPerDay === undefined
+      ? {}
+      : { accelerator_seconds_per_day: changes.acceleratorSecondsPerDay }),
+  };
+  if (Object.keys(set).length === 0) {
     return db.selectFrom('api_keys').select(SUMMARY_COLUMNS).where('id', '=', id).executeTakeFirst();
   }
   return db
     .updateTable('api_keys')
-    .set({
-      ...(changes.name === undefined ? {} : { name: changes.name }),
-      ...(changes.maxInFlight === undefined ? {} : { max_in_flight: changes.maxInFlight }),
-    })
+    .set(set)
     .where('id', '=', id)
     .returning(SUMMARY_COLUMNS)
     .executeTakeFirst();

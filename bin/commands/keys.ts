@@ -1,16 +1,16 @@
 // `easel keys`: API keys, straight in the database (DATABASE_URL), for the operator of a server.
 // The clear key exists once, in the output of `create`; the database keeps only its hash.
 
-import type { ApiKeySummary } from '../../db/api-keys.repository.ts';
+import { type ApiKeySummary, MAX_WEIGHT } from '../../db/api-keys.repository.ts';
 import type { Db } from '../../db/connect.ts';
 import { CliError, intFlag, parseFlags, UsageError } from './cli.ts';
 import { databaseUrl, withDatabase } from './database.ts';
 
 export const keysUsage = `usage:
-  easel keys create --name NAME [--max-in-flight N] [--admin] [--json]
+  easel keys create --name NAME [--max-in-flight N] [--admin] [TENANT FLAGS] [--json]
   easel keys list [--json]
   easel keys revoke ID_OR_PREFIX [--json]
-  easel keys set ID_OR_PREFIX [--name NAME] [--max-in-flight N|default] [--json]
+  easel keys set ID_OR_PREFIX [--name NAME] [--max-in-flight N|default] [TENANT FLAGS] [--json]
   easel keys rotate-webhook-secret ID_OR_PREFIX [--overlap SECONDS] [--json]
   easel keys disabled-webhook-urls ID_OR_PREFIX [--json]
   easel keys enable-webhook-url ID_OR_PREFIX URL [--json]
@@ -27,7 +27,17 @@ list     id, name, prefix, creation and revocation times, cap and admin flag of 
          the key).
 revoke   the key is refused (401) from its next request on. ID_OR_PREFIX is the id, the prefix
          \`list\` shows (esl_ and 8 characters) or the whole key.
-set      renames a key or changes its cap (default: back to the server's); effective at once.
+set      renames a key or changes its cap (default: back to the server's), weight or quotas;
+         effective from the key's next create.
+
+TENANT FLAGS (fair turns and daily quotas, see README "Usage and quotas"):
+  --weight N               the key's share of the turns on a busy model queue, 1-100 (default 1):
+                           a key with weight 2 gets about twice the turns of a key with weight 1
+  --images-per-day N|none  images the key may create per UTC day (queued, running or succeeded
+                           ones count; failed and canceled ones give theirs back)
+  --accelerator-seconds-per-day N|none
+                           accelerator time the key's generations may use per UTC day; once used
+                           up, creates get 429 quota_exceeded until 00:00 UTC
 disabled-webhook-urls
          the webhook URLs the key's receivers retired with 410 Gone: nothing is sent to them.
 enable-webhook-url
@@ -35,10 +45,41 @@ enable-webhook-url
 `;
 
 const MAX_IN_FLIGHT_LIMIT = 1_000_000;
+const MAX_QUOTA = 2_000_000_000;
 const commonFlags = {
   'database-url': { type: 'string' },
   json: { type: 'boolean' },
 } as const;
+const tenantFlags = {
+  weight: { type: 'string' },
+  'images-per-day': { type: 'string' },
+  'accelerator-seconds-per-day': { type: 'string' },
+} as const;
+
+/** A quota flag: a whole number, or `none` to lift the limit. */
+function quotaFlag(value: string | undefined, flag: string): number | null | undefined {
+  if (value === 'none') return null;
+  return value === undefined ? undefined : intFlag(value, flag, 0, 0, MAX_QUOTA);
+}
+
+function tenantChanges(values: {
+  weight?: string;
+  'images-per-day'?: string;
+  'accelerator-seconds-per-day'?: string;
+}) {
+  return {
+    weight: values.weight === undefined ? undefined : intFlag(values.weight, '--weight', 1, 1, MAX_WEIGHT),
+    imagesPerDay: quotaFlag(values['images-per-day'], '--images-per-day'),
+    acceleratorSecondsPerDay: quotaFlag(
+      values['accelerator-seconds-per-day'],
+      '--accelerator-seconds-per-day',
+    ),
+  };
+}
+
+function quotaText(limit: number | null): string {
+  return limit === null ? 'unlimited' : String(limit);
+}
 
 export async function keysCommand(args: string[]): Promise<void> {
   const [sub, ...rest] = args;
@@ -87,11 +128,22 @@ function toJson(key: ApiKeySummary) {
     revoked_at: key.revoked_at?.toISOString() ?? null,
     max_in_flight: key.max_in_flight,
     admin: key.admin,
+    weight: key.weight,
+    images_per_day: key.images_per_day,
+    accelerator_seconds_per_day: key.accelerator_seconds_per_day,
   };
 }
 
 function describeKey(key: ApiKeySummary): string {
   return `'${key.name}' (id ${key.id}, prefix ${key.prefix})`;
+}
+
+function limitsText(key: ApiKeySummary): string {
+  return (
+    `max in flight: ${capText(key.max_in_flight)}, weight: ${key.weight}, ` +
+    `images per day: ${quotaText(key.images_per_day)}, ` +
+    `accelerator seconds per day: ${quotaText(key.accelerator_seconds_per_day)}`
+  );
 }
 
 function capText(maxInFlight: number | null): string {
@@ -110,6 +162,7 @@ async function create(args: string[]): Promise<void> {
       name: { type: 'string' },
       'max-in-flight': { type: 'string' },
       admin: { type: 'boolean' },
+      ...tenantFlags,
     },
     true,
   );
@@ -117,17 +170,18 @@ async function create(args: string[]): Promise<void> {
   const name = nameFlag(values.name);
   if (name === undefined) throw new UsageError('--name is required');
   const maxInFlight = maxInFlightFlag(values['max-in-flight']);
+  const tenant = tenantChanges(values);
   const url = databaseUrl(values['database-url']);
   const { createApiKey } = await import('../../db/api-keys.repository.ts');
   const { apiKey, key, webhookSecret } = await withDatabase(url, 'easel-keys', (db) =>
-    createApiKey(db, { name, maxInFlight, admin: values.admin === true }),
+    createApiKey(db, { name, maxInFlight, admin: values.admin === true, ...tenant }),
   );
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ ...toJson(apiKey), key, webhook_secret: webhookSecret })}\n`);
     return;
   }
   process.stderr.write(
-    `created ${apiKey.admin ? 'admin ' : ''}API key ${describeKey(apiKey)}, max in flight: ${capText(apiKey.max_in_flight)}\n` +
+    `created ${apiKey.admin ? 'admin ' : ''}API key ${describeKey(apiKey)}, ${limitsText(apiKey)}\n` +
       `webhook signing secret (also at GET /v1/webhooks/secret): ${webhookSecret}\n` +
       'the key is shown this once and cannot be recovered; store it now:\n',
   );
@@ -149,7 +203,18 @@ async function list(args: string[]): Promise<void> {
     return;
   }
   const rows = [
-    ['ID', 'NAME', 'PREFIX', 'CREATED', 'REVOKED', 'MAX IN FLIGHT', 'ADMIN'],
+    [
+      'ID',
+      'NAME',
+      'PREFIX',
+      'CREATED',
+      'REVOKED',
+      'MAX IN FLIGHT',
+      'ADMIN',
+      'WEIGHT',
+      'IMAGES/DAY',
+      'ACCEL S/DAY',
+    ],
     ...keys.map((k) => [
       k.id,
       k.name,
@@ -158,6 +223,9 @@ async function list(args: string[]): Promise<void> {
       time(k.revoked_at),
       capText(k.max_in_flight),
       k.admin ? 'yes' : 'no',
+      String(k.weight),
+      quotaText(k.images_per_day),
+      quotaText(k.accelerator_seconds_per_day),
     ]),
   ];
   const widths =
@@ -217,20 +285,27 @@ async function revoke(args: string[]): Promise<void> {
 async function set(args: string[]): Promise<void> {
   const { values, positionals } = parseFlags(
     args,
-    { ...commonFlags, name: { type: 'string' }, 'max-in-flight': { type: 'string' } },
+    { ...commonFlags, name: { type: 'string' }, 'max-in-flight': { type: 'string' }, ...tenantFlags },
     true,
   );
   const reference = oneReference(positionals);
   const name = nameFlag(values.name);
   const maxInFlight = maxInFlightFlag(values['max-in-flight']);
-  if (name === undefined && maxInFlight === undefined) {
-    throw new UsageError('nothing to change: give --name or --max-in-flight');
+  const tenant = tenantChanges(values);
+  if (
+    name === undefined &&
+    maxInFlight === undefined &&
+    Object.values(tenant).every((v) => v === undefined)
+  ) {
+    throw new UsageError(
+      'nothing to change: give --name, --max-in-flight, --weight, --images-per-day or --accelerator-seconds-per-day',
+    );
   }
   const url = databaseUrl(values['database-url']);
   const { updateApiKey } = await import('../../db/api-keys.repository.ts');
   const updated = await withDatabase(url, 'easel-keys', async (db) => {
     const key = await resolveKey(db, reference);
-    const row = await updateApiKey(db, key.id, { name, maxInFlight });
+    const row = await updateApiKey(db, key.id, { name, maxInFlight, ...tenant });
     if (!row) throw new CliError(`API key ${describeKey(key)} disappeared while changing it`);
     return row;
   });
@@ -238,7 +313,7 @@ async function set(args: string[]): Promise<void> {
     process.stdout.write(`${JSON.stringify(toJson(updated))}\n`);
     return;
   }
-  process.stdout.write(`API key ${describeKey(updated)}: max in flight ${capText(updated.max_in_flight)}\n`);
+  process.stdout.write(`API key ${describeKey(updated)}: ${limitsText(updated)}\n`);
 }
 
 /** A new webhook secret; the old one keeps signing (both signatures sent) for the overlap. */
