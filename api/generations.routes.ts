@@ -220,12 +220,31 @@ export const createGenerationRoute = createRoute({
     ),
     429: {
       ...problemResponse(
-        "The API key already has its limit of generations queued or running (the key's max_in_flight, else MAX_IN_FLIGHT_PER_KEY).",
+        "The API key already has its limit of generations queued or running (the key's max_in_flight, else " +
+          'MAX_IN_FLIGHT_PER_KEY): `too_many_in_flight`, retry when one has finished. Or a daily quota of the key ' +
+          '(images per UTC day, accelerator seconds per UTC day) is used up: `quota_exceeded`, whose `quota` ' +
+          'member names the limit and whose Retry-After runs to 00:00 UTC. A generation already accepted is ' +
+          'never refused later.',
         COLLECTION,
         {
           code: 'too_many_in_flight',
           detail:
             'This API key already has 50 generations queued or running, its limit; retry when one has finished.',
+        },
+        {
+          code: 'quota_exceeded',
+          detail:
+            'This API key may create 100 images per UTC day; 98 are used or on their way, and this request asks ' +
+            'for 4. The count starts again at 2026-12-01T00:00:00.000Z.',
+          members: {
+            quota: {
+              limit: 'images_per_day',
+              limit_value: 100,
+              used: 98,
+              requested: 4,
+              resets_at: '2026-12-01T00:00:00.000Z',
+            },
+          },
         },
       ),
       headers: { 'Retry-After': retryAfterHeader(IN_FLIGHT_RETRY_AFTER_SECONDS) },

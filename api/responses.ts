@@ -16,6 +16,8 @@ export interface ProblemExample {
   code: ErrorCode;
   detail?: string;
   errors?: FieldError[];
+  /** Extra members of the example document (e.g. quota_exceeded's `quota`). */
+  members?: Record<string, unknown>;
   summary?: string;
 }
 
@@ -35,7 +37,13 @@ export function problemResponse(description: string, instance: string, ...exampl
         e.code,
         {
           summary: e.summary ?? e.code,
-          value: exampleOf(apiError(e.code, e.detail, e.errors ? { errors: e.errors } : {}), instance),
+          value: exampleOf(
+            apiError(e.code, e.detail, {
+              ...(e.errors ? { errors: e.errors } : {}),
+              ...(e.members ? { members: e.members } : {}),
+            }),
+            instance,
+          ),
         },
       ]),
     ),
