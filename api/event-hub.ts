@@ -10,9 +10,10 @@
 //   GENERATION_PROGRESS_CHANNEL  a persisted progress step (the worker writes ≤ 4 per second);
 //   GENERATION_QUEUED_CHANNEL    the queue wake-up after creates (payload: a model): new
 //                                generations for the streams of all a key's generations.
-// A queued generation's position moves when one ahead of it leaves the queue: after a status
-// change the positions of the followed queued generations of that model are recounted in one
-// query, and those that moved are sent again.
+// A queued generation's position moves when one ahead of it leaves the queue, and, with fair
+// turns (db/fair-queue.ts), when another key's new job lands ahead of it: after a status change,
+// and after creates for the model, the positions of the followed queued generations of that model
+// are recounted in one query, and those that moved are sent again.
 import type { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Db } from '../db/connect.ts';
@@ -150,6 +151,8 @@ export function createEventHub(deps: EventHubDeps): EventHub {
   /** Ids to read; those notified of a status change also recount their model's queue positions. */
   const pending = new Set<string>();
   const statusChanged = new Set<string>();
+  /** Models whose queues got new jobs (the wake-up's payload; '' is every model). */
+  const queuesGrew = new Set<string>();
   let discover = false;
   /** The database clock at the last look for new generations (queuedSince). */
   let discoveredAt: Date | undefined;
@@ -185,8 +188,10 @@ export function createEventHub(deps: EventHubDeps): EventHub {
       if (!followsId(payload)) return;
       pending.add(payload);
     } else if (channel === GENERATION_QUEUED_CHANNEL) {
-      if (perKey.size === 0) return;
-      discover = true;
+      const recount = followsQueued();
+      if (perKey.size === 0 && !recount) return;
+      if (perKey.size > 0) discover = true;
+      if (recount) queuesGrew.add(payload);
     } else return;
     pump();
   }
@@ -268,7 +273,7 @@ export function createEventHub(deps: EventHubDeps): EventHub {
   }
 
   /** One batch: new generations, the notified rows, then the queue positions that moved. */
-  async function cycle(ids: Set<string>, changed: Set<string>, discovering: boolean) {
+  async function cycle(ids: Set<string>, changed: Set<string>, discovering: boolean, grew: Set<string>) {
     const seq = ++readSeq;
     if (discovering && perKey.size > 0) {
       const since = discoveredAt && new Date(discoveredAt.getTime() - RESUME_SLACK_MS);
@@ -286,8 +291,9 @@ export function createEventHub(deps: EventHubDeps): EventHub {
 
     // A generation that left the queue (or came back to it), any key's, moves the ones behind it.
     const models = new Set(read.filter((row) => changed.has(row.id)).map((row) => row.model));
+    const moves = (model: string | null) => models.has(model) || grew.has('') || grew.has(model ?? '');
     const queued = [...followed].filter(
-      ([id, entry]) => entry.status === 'queued' && entry.row && models.has(entry.model) && !ids.has(id),
+      ([id, entry]) => entry.status === 'queued' && entry.row && moves(entry.model) && !ids.has(id),
     );
     if (queued.length === 0) return;
     const positionSeq = ++readSeq;
@@ -313,19 +319,22 @@ export function createEventHub(deps: EventHubDeps): EventHub {
   function pump() {
     if (pumping || closed || retryTimer) return;
     pumping = (async () => {
-      while (!closed && (pending.size > 0 || discover)) {
+      while (!closed && (pending.size > 0 || discover || queuesGrew.size > 0)) {
         const ids = new Set(pending);
         const changed = new Set(statusChanged);
+        const grew = new Set(queuesGrew);
         const discovering = discover;
         pending.clear();
         statusChanged.clear();
+        queuesGrew.clear();
         discover = false;
         try {
-          await cycle(ids, changed, discovering);
+          await cycle(ids, changed, discovering, grew);
         } catch (error) {
           // Not lost: read again shortly (the database may be restarting).
           for (const id of ids) pending.add(id);
           for (const id of changed) statusChanged.add(id);
+          for (const model of grew) queuesGrew.add(model);
           discover ||= discovering;
           logger.warn({ err: error, retry_in_ms: RETRY_DELAY_MS }, 'event hub read failed; retrying');
           retryTimer = setTimeout(() => {

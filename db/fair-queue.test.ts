@@ -95,6 +95,10 @@ async function fetchOrder(n: number): Promise<string[]> {
     if (!job) break;
     ids.push(job.id);
   }
+  // As the worker's claim does: a fetched generation is running (or it would count as prefetched).
+  if (ids.length > 0) {
+    await database.db.updateTable('generations').set({ status: 'running' }).where('id', 'in', ids).execute();
+  }
   return ids;
 }
 

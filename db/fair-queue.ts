@@ -94,12 +94,13 @@ export async function assignFairStarts(trx: Executor, jobs: readonly FairJob[]):
     last_pending: number | null;
   }>`
     select p.queue, p.api_key_id,
-      (select max(j.priority) from ${jobTable} j where j.name = p.queue and j.state < 'active') as head_priority,
+      (select max(j.priority) from ${jobTable} j
+         where j.name = p.queue and j.state < 'active' and not j.blocked) as head_priority,
       (select max(f.last_finish) from fair_share f where f.queue = p.queue) as max_finish,
       (select f.last_finish from fair_share f where f.queue = p.queue and f.api_key_id = p.api_key_id) as last_finish,
       -- The key's latest waiting job in this queue has its latest start (starts grow within a key).
       (select -j.priority from generations g
-         join ${jobTable} j on j.name = p.queue and j.id = g.id and j.state < 'active'
+         join ${jobTable} j on j.name = p.queue and j.id = g.id and j.state < 'active' and not j.blocked
          where g.api_key_id = p.api_key_id and g.status = 'queued' and ${generationQueueSql('g')} = p.queue
          order by g.created_at desc, g.id desc limit 1) as last_pending
     from unnest(${pairs.map((job) => generationQueue(job.model))}::text[],
@@ -152,7 +153,8 @@ export async function rebaseFairQueue(db: Executor, queue: string, threshold = R
   return db.transaction().execute(async (trx) => {
     await sql`select pg_advisory_xact_lock(${QUEUE_LOCK}, hashtext(${queue}))`.execute(trx);
     const { rows } = await sql<{ head_priority: number | null; max_finish: number | null }>`
-      select (select max(priority) from ${jobTable} where name = ${queue} and state < 'active') as head_priority,
+      select (select max(priority) from ${jobTable}
+                where name = ${queue} and state < 'active' and not blocked) as head_priority,
              (select max(last_finish) from fair_share where queue = ${queue}) as max_finish`.execute(trx);
     const row = rows[0];
     const highest = row?.max_finish ?? 0;
@@ -169,23 +171,37 @@ export async function rebaseFairQueue(db: Executor, queue: string, threshold = R
 }
 
 /**
- * A queued generation's position (generations ahead of it) in the fair order, for a generations
- * row aliased `alias`: the waiting jobs of its queue that pg-boss will fetch before its own.
+ * Jobs of a queue that a worker has fetched (prefetched) but whose generation has not started: they
+ * run before everything still waiting. At most about two per worker (gpu-worker/queue-loop.ts).
  */
-export function queuePositionSql(alias: string) {
-  const g = (column: string) => sql.ref(`${alias}.${column}`);
-  return sql<number | null>`case when ${g('status')} = 'queued' then (
-    select count(*)::int from ${jobTable} me
-    join ${jobTable} j on j.name = me.name and j.state < 'active'
-      and (j.priority > me.priority
-        or (j.priority = me.priority and (j.created_on, j.id) < (me.created_on, me.id)))
-    where me.name = ${generationQueueSql(alias)} and me.id = ${g('id')}) end`;
+function prefetchedSql(queue: ReturnType<typeof sql>) {
+  return sql`select a.name, a.id from ${jobTable} a
+    join generations q on q.id = a.id and q.status = 'queued'
+    where a.name = ${queue} and a.state = 'active'`;
 }
 
 /**
- * The fair-order positions of several waiting jobs of some queues, in one ordered pass over each
- * queue's waiting jobs (job_i11): O(waiting jobs ahead of the last of them) however many ids are
- * asked for.
+ * A queued generation's position (generations ahead of it) in the fair order, for a generations
+ * row aliased `alias`: the prefetched jobs of its queue, then the waiting jobs pg-boss will fetch
+ * before its own (job_i11). A prefetched generation is next: 0.
+ */
+export function queuePositionSql(alias: string) {
+  const g = (column: string) => sql.ref(`${alias}.${column}`);
+  const queue = generationQueueSql(alias);
+  return sql<number | null>`case when ${g('status')} = 'queued' then (
+    select case when me.state = 'active' then 0 else (
+      (select count(*)::int from ${jobTable} j
+        where j.name = me.name and j.state < 'active' and not j.blocked
+          and (j.priority > me.priority
+            or (j.priority = me.priority and (j.created_on, j.id) < (me.created_on, me.id))))
+      + (select count(*)::int from (${prefetchedSql(queue)}) p)) end
+    from ${jobTable} me where me.name = ${queue} and me.id = ${g('id')}) end`;
+}
+
+/**
+ * The fair-order positions of several queued generations of some queues, in one ordered pass over
+ * each queue's waiting jobs (job_i11): O(waiting jobs ahead of the last of them) however many ids
+ * are asked for. Positions count the queues' prefetched jobs as ahead, as queuePositionSql does.
  */
 export async function fairQueuePositions(
   db: Executor,
@@ -195,13 +211,22 @@ export async function fairQueuePositions(
   minPriority?: number,
 ): Promise<Map<string, number>> {
   if (ids.length === 0 || queues.length === 0) return new Map();
+  const names = [...new Set(queues)];
   const { rows } = await sql<{ id: string; position: number }>`
-    select id, position from (
-      select id::text, (row_number() over (partition by name order by priority desc, created_on, id) - 1)::int as position
+    with prefetched as (
+      select a.name, a.id from ${jobTable} a
+      join generations q on q.id = a.id and q.status = 'queued'
+      where a.name = any(${names}::text[]) and a.state = 'active'
+    ),
+    waiting as (
+      select id, name, (row_number() over (partition by name order by priority desc, created_on, id) - 1)::int as rank
       from ${jobTable}
-      where name = any(${[...new Set(queues)]}::text[]) and state < 'active'
+      where name = any(${names}::text[]) and state < 'active' and not blocked
         and ${minPriority === undefined ? sql`true` : sql`priority >= ${minPriority}`}
-    ) p
-    where id = any(${[...ids]}::text[])`.execute(db);
+    )
+    select w.id::text, w.rank + (select count(*)::int from prefetched p where p.name = w.name) as position
+    from waiting w where w.id = any(${[...ids]}::uuid[])
+    union all
+    select p.id::text, 0 from prefetched p where p.id = any(${[...ids]}::uuid[])`.execute(db);
   return new Map(rows.map((row) => [row.id, row.position]));
 }

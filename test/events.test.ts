@@ -7,8 +7,10 @@ import { EVENT_STREAM_ENDED } from '../api/events.handlers.ts';
 import type { GenerationEventType } from '../api/events.schemas.ts';
 import { createResponseValidator, loadOpenApiDocument } from '../api/openapi-conformance.ts';
 import { createApiKey } from '../db/api-keys.repository.ts';
+import { registerModel } from '../db/models.repository.ts';
 import type { GenerationResource } from '../shared/generation.schemas.ts';
 import { GENERATION_STARTED, GENERATION_SUCCEEDED } from '../shared/log-events.ts';
+import { DEMO_MODEL } from './harness/models.ts';
 import { type Stack, startStack } from './harness/stack.ts';
 
 /** About 2-4 s of denoising with the demo model: long enough to drop a connection mid-run. */
@@ -478,5 +480,37 @@ test('openapi.yaml documents the streams: 200 text/event-stream and 429 conform;
       [],
       path,
     );
+  }
+});
+
+// Last in the file: it registers a second model, after which a create must name its model.
+test("fair turns: another key's new job landing ahead moves a followed queued generation back", {
+  timeout: 60_000,
+}, async () => {
+  // A model no worker holds: its jobs stay queued, so only creates move the positions.
+  await registerModel(stack.database.db, { ...DEMO_MODEL, id: 'parked' });
+  const alice = await newKey('events-fair-alice');
+  const bob = await newKey('events-fair-bob');
+  const parked = { model: 'parked', steps: 2, width: 64, height: 64 };
+  const first = await create(alice.key, parked);
+  const second = await create(alice.key, parked);
+  const stream = await openStream(`/v1/generations/${second}/events`, alice.key);
+  const [opening] = await stream.until((event) => event.type === 'generation.queued');
+  assert.equal(opening?.generation.queue_position, 1);
+  // Bob's first job takes its turn right after Alice's head, ahead of her second.
+  const bobs = await create(bob.key, parked);
+  const moved = await stream.until((event) => event.generation.queue_position === 2);
+  assert.equal(moved.at(-1)?.type, 'generation.queued');
+  stream.close();
+  for (const [id, key] of [
+    [first, alice.key],
+    [second, alice.key],
+    [bobs, bob.key],
+  ] as const) {
+    const res = await stack.request(`/v1/generations/${id}/cancel`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}` },
+    });
+    assert.equal(res.status, 200);
   }
 });

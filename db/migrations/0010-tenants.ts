@@ -32,6 +32,13 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('updated_at', sql`timestamptz(3)`, (col) => col.notNull().defaultTo(sql`now()`))
     .addPrimaryKeyConstraint('fair_share_pkey', ['queue', 'api_key_id'])
     .execute();
+  // A key's latest waiting generation (its latest start, read on each create of the key).
+  await db.schema
+    .createIndex('generations_key_queued_idx')
+    .on('generations')
+    .columns(['api_key_id', 'created_at desc', 'id desc'])
+    .where(sql.ref('status'), '=', 'queued')
+    .execute();
 
   await db.schema
     .createTable('usage_records')
@@ -62,6 +69,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   await db.schema.dropTable('usage_records').execute();
+  await db.schema.dropIndex('generations_key_queued_idx').execute();
   await db.schema.dropTable('fair_share').execute();
   await db.schema
     .alterTable('api_keys')
