@@ -169,7 +169,6 @@ export function createGenerationIntake(
             trx,
             rows.map((row) => generationQueue(row.model)),
             rows.map((row) => row.id),
-            Math.min(...rows.map((row) => fair.priorities.get(row.id) ?? 0)),
           );
     const byId = new Map(rows.map((row) => [row.id, { row, position: positions.get(row.id) ?? 0 }]));
     return items.map((item, i) => {

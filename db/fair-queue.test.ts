@@ -9,7 +9,7 @@ import type { PgBoss } from 'pg-boss';
 import { createGenerationIntake, type IntakeResult } from '../api/generation-intake.ts';
 import { createTestDatabase, type TestDatabase } from '../test/harness/database.ts';
 import { createApiKey, updateApiKey } from './api-keys.repository.ts';
-import { queuePositionSql, rebaseFairQueue } from './fair-queue.ts';
+import { fairQueuePositions, queuePositionSql, rebaseFairQueue } from './fair-queue.ts';
 import {
   cancelGenerationJob,
   createBoss,
@@ -158,6 +158,12 @@ test('weights 2:1 give two turns to one while both keys wait', async () => {
   const rest = [...aIds.slice(20), ...bIds.slice(10)];
   const expected = await fetchOrderPreview(rest);
   assert.deepEqual(await positions(rest), expected);
+  // The batched count (creates, event streams) agrees with the single one.
+  const batched = await fairQueuePositions(database.db, [QUEUE], rest);
+  assert.deepEqual(
+    rest.map((id) => batched.get(id)),
+    expected,
+  );
 });
 
 /** Where each id would be fetched, from the jobs' priorities, without fetching. */

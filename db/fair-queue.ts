@@ -199,33 +199,52 @@ export function queuePositionSql(alias: string) {
 }
 
 /**
- * The fair-order positions of several queued generations of some queues, in one ordered pass over
- * each queue's waiting jobs (job_i11): O(waiting jobs ahead of the last of them) however many ids
- * are asked for. Positions count the queues' prefetched jobs as ahead, as queuePositionSql does.
+ * The fair-order positions of several queued generations of some queues (the same count as
+ * queuePositionSql). The asked-for jobs are sorted in fetch order and each counts only the waiting
+ * jobs between it and the one before it (index range scans on job_i11), so the work is
+ * O(waiting jobs ahead of the last of them) however many ids are asked for.
  */
 export async function fairQueuePositions(
   db: Executor,
   queues: readonly string[],
   ids: readonly string[],
-  /** The lowest priority among `ids`, if known: jobs behind all of them are not read. */
-  minPriority?: number,
 ): Promise<Map<string, number>> {
   if (ids.length === 0 || queues.length === 0) return new Map();
   const names = [...new Set(queues)];
+  // "j is at or ahead of k" in fetch order (priority desc, created_on, id), for aliases j and k.
+  const atOrAhead = (j: string, k: string) =>
+    sql.raw(`(${j}.priority > ${k}.priority or (${j}.priority = ${k}.priority
+      and (${j}.created_on, ${j}.id) <= (${k}.created_on, ${k}.id)))`);
   const { rows } = await sql<{ id: string; position: number }>`
     with prefetched as (
       select a.name, a.id from ${jobTable} a
       join generations q on q.id = a.id and q.status = 'queued'
       where a.name = any(${names}::text[]) and a.state = 'active'
     ),
-    waiting as (
-      select id, name, (row_number() over (partition by name order by priority desc, created_on, id) - 1)::int as rank
-      from ${jobTable}
-      where name = any(${names}::text[]) and state < 'active' and not blocked
-        and ${minPriority === undefined ? sql`true` : sql`priority >= ${minPriority}`}
+    asked as (
+      select me.id, me.name, me.priority, me.created_on,
+        lag(me.priority) over w as prev_priority, lag(me.created_on) over w as prev_created_on,
+        lag(me.id) over w as prev_id
+      from ${jobTable} me
+      where me.name = any(${names}::text[]) and me.id = any(${[...ids]}::uuid[])
+        and me.state < 'active' and not me.blocked
+      window w as (partition by me.name order by me.priority desc, me.created_on, me.id)
+    ),
+    counted as (
+      select k.id, k.name, k.priority, k.created_on, (
+        select count(*) from ${jobTable} j
+        where j.name = k.name and j.state < 'active' and not j.blocked
+          and j.priority >= k.priority and (k.prev_id is null or j.priority <= k.prev_priority)
+          and ${atOrAhead('j', 'k')}
+          and (k.prev_id is null or not (j.priority > k.prev_priority or (j.priority = k.prev_priority
+            and (j.created_on, j.id) <= (k.prev_created_on, k.prev_id))))
+      ) as n
+      from asked k
     )
-    select w.id::text, w.rank + (select count(*)::int from prefetched p where p.name = w.name) as position
-    from waiting w where w.id = any(${[...ids]}::uuid[])
+    select c.id::text,
+      (sum(c.n) over (partition by c.name order by c.priority desc, c.created_on, c.id) - 1
+        + (select count(*) from prefetched p where p.name = c.name))::int as position
+    from counted c
     union all
     select p.id::text, 0 from prefetched p where p.id = any(${[...ids]}::uuid[])`.execute(db);
   return new Map(rows.map((row) => [row.id, row.position]));
