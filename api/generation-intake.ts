@@ -1,8 +1,9 @@
 // The create path: concurrent creates share one transaction (see batcher.ts). A batch costs the
-// same five round trips whatever its size (BEGIN, admission counts, row insert, job insert,
-// COMMIT), plus one or two per Idempotency-Key it claims, so under load the API no longer queues
-// on Postgres round trips. Rows, jobs and key claims commit together: a batch commits whole or
-// not at all.
+// same round trips whatever its size: BEGIN, the per-key locks, admission counts (with today's
+// quota use when a key has quotas), row insert, fair starts read and recorded (db/fair-queue.ts),
+// job insert, positions, COMMIT; plus one or two per Idempotency-Key it claims. So under load the
+// API does not queue on Postgres round trips. Rows, jobs and key claims commit together: a batch
+// commits whole or not at all.
 import type { PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
 import type { Db } from '../db/connect.ts';

@@ -136,7 +136,8 @@ export async function ensureGenerationQueue(boss: PgBoss, model: string | null, 
 /**
  * One generation's job inside the caller's transaction, with its wake-up (for scripts and tests
  * that write rows themselves; the API batches through enqueueGenerations). The job id is the
- * generation id: retries keep it, and an operator can join the two.
+ * generation id: retries keep it, and an operator can join the two. Without a priority the job is
+ * outside the fair order (db/fair-queue.ts): priority 0 runs before every job a create queued.
  */
 export async function enqueueGeneration(
   boss: PgBoss,
