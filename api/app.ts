@@ -37,6 +37,8 @@ import { createModelCatalog, type ModelCatalog } from './model-catalog.ts';
 import { getModelHandler, listModelsHandler } from './models.handlers.ts';
 import { getModelRoute, listModelsRoute } from './models.routes.ts';
 import type { StatusListener } from './status-listener.ts';
+import { getUsageHandler } from './usage.handlers.ts';
+import { getUsageRoute } from './usage.routes.ts';
 import { validationHook } from './validation.ts';
 import { registerWallRoutes } from './wall.routes.ts';
 import {
@@ -105,6 +107,10 @@ const DOCUMENT_CONFIG = {
       description:
         'The models a generation may name: what each can be asked for, and whether a worker holds it now.',
     },
+    {
+      name: 'Usage',
+      description: 'What each API key used: accelerator time, images and work, from the usage ledger.',
+    },
     { name: 'Health', description: 'Probes for orchestrators and load balancers.' },
     { name: 'Operations', description: 'Fleet views for operators; admin API keys only.' },
   ],
@@ -169,6 +175,7 @@ export function createApp(deps: AppDeps): App {
   app.openapi(listModelsRoute, listModelsHandler(deps));
   app.openapi(getModelRoute, getModelHandler(deps));
   app.openapi(listWorkersRoute, listWorkersHandler(deps));
+  app.openapi(getUsageRoute, getUsageHandler(deps));
   registerHealthRoutes(app, deps);
   // An ops endpoint for Prometheus, not part of the public API document.
   app.get('/metrics', metrics.handler);

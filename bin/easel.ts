@@ -12,6 +12,7 @@ service:
 
 client of a running server (EASEL_URL, EASEL_API_KEY):
   submit     create a generation; with --wait follow it and download its images
+  usage      what a key's generations cost on the accelerators, per day or model
 
 local, no server:
   generate   generate images from a prompt with a local model and write JPEGs
@@ -57,6 +58,10 @@ async function load(name: string): Promise<Command | undefined> {
     case 'submit': {
       const m = await import('./commands/submit.ts');
       return { run: m.submitCommand, usage: m.submitUsage };
+    }
+    case 'usage': {
+      const m = await import('./commands/usage.ts');
+      return { run: m.usageCommand, usage: m.usageUsage };
     }
     case 'generate': {
       const m = await import('./commands/generate.ts');

@@ -18,8 +18,9 @@ import {
   recordTranslation,
 } from '../db/generations.repository.ts';
 import { generationJob } from '../db/queue.ts';
-import type { Generation, StageTimingsRecord, StoredOutput } from '../db/types.ts';
+import type { Generation, StageTimingsRecord, StoredOutput, UsageOutcome } from '../db/types.ts';
 import { TERMINAL_STATUSES } from '../db/types.ts';
+import { recordUsage } from '../db/usage.repository.ts';
 import { wantsWebhookEvent, withWebhookEvent } from '../db/webhooks.repository.ts';
 import {
   GENERATION_ATTEMPT_FAILED,
@@ -78,6 +79,18 @@ interface JobContext {
   signal: AbortSignal;
   unwatch?: () => void;
   progress?: ProgressReporter;
+  /** Set once a claimed attempt's model run has ended: what the usage ledger records for it. */
+  run?: AcceleratorRun;
+}
+
+/** One attempt's run on the accelerator, measured once for the ledger, the log and the metric. */
+interface AcceleratorRun {
+  /** The row as the claim left it: its `attempts` is this attempt's number. */
+  generation: Generation;
+  /** From just before model.generate until it returned or threw, in whole microseconds. */
+  acceleratorUs: number;
+  /** Whether onAcceleratorUsage has been told (once per attempt, whatever path settles it). */
+  metered: boolean;
 }
 
 export interface PreparedJob {
@@ -113,6 +126,11 @@ export interface HandlerDeps {
   workerId?: string;
   /** Queues webhook events in the transaction of each status change (absent: the sender's sweep does). */
   boss?: PgBoss;
+  /**
+   * Told once per attempt that ran on the accelerator, with the microseconds its usage record
+   * holds (`model`: the generation's; null for rows from before models existed).
+   */
+  onAcceleratorUsage?: (model: string | null, acceleratorUs: number) => void;
 }
 
 export interface GenerationStages {
@@ -156,9 +174,10 @@ export function createGenerationStages(deps: HandlerDeps): GenerationStages {
       return await recordFailure(ctx, error);
     } catch (recordError) {
       // The database is unreachable too: pg-boss still decides (retry or give up) when the loop
-      // settles the job; the row is corrected by the next attempt (or by its last one).
+      // settles the job; the row is corrected by the next attempt (or by its last one). The
+      // attempt's usage record is lost with its transaction; the metric and this line keep it.
       ctx.logger.error(
-        { err: recordError, cause: error instanceof Error ? error.message : String(error) },
+        { err: recordError, cause: error instanceof Error ? error.message : String(error), ...meter(ctx) },
         'could not record the failed attempt; leaving it to pg-boss',
       );
       return { outcome: 'retry', error: classifyFailure(error), code: 'database_unavailable' };
@@ -167,13 +186,18 @@ export function createGenerationStages(deps: HandlerDeps): GenerationStages {
 
   async function recordFailure(ctx: JobContext, error: unknown): Promise<Settlement> {
     const { job, logger } = ctx;
-    // The last step reached is what the row shows (and what the log reports).
+    // The last step reached is what the row shows (and what the log and the ledger report).
     await ctx.progress?.flush();
+    const stepsDone = ctx.progress?.stepsDone ?? 0;
     if (ctx.cancel.signal.aborted) {
-      if (!(await withWebhookEvent(db, deps.boss, (trx) => markCanceled(trx, ctx.id))))
-        logger.warn('generation changed state while canceling');
+      const canceled = await withWebhookEvent(db, deps.boss, async (trx) => {
+        const row = await markCanceled(trx, ctx.id);
+        await recordRun(trx, ctx, 'canceled', stepsDone);
+        return row;
+      });
+      if (!canceled) logger.warn('generation changed state while canceling');
       logger.info(
-        { steps_done: ctx.progress?.stepsDone ?? 0, steps_total: ctx.progress?.total ?? null },
+        { steps_done: stepsDone, steps_total: ctx.progress?.total ?? null, ...meter(ctx) },
         GENERATION_CANCELED,
       );
       return { outcome: 'canceled' };
@@ -186,16 +210,60 @@ export function createGenerationStages(deps: HandlerDeps): GenerationStages {
     const failure = classifyFailure(cause);
     const lastAttempt = job.retryCount >= job.retryLimit;
     if (failure.permanent || lastAttempt) {
-      await withWebhookEvent(db, deps.boss, (trx) => markFailed(trx, ctx.id, failure));
-      logger.error({ err: error, code: failure.code, permanent: failure.permanent }, GENERATION_FAILED);
+      await withWebhookEvent(db, deps.boss, async (trx) => {
+        const row = await markFailed(trx, ctx.id, failure);
+        await recordRun(trx, ctx, 'failed', stepsDone);
+        return row;
+      });
+      logger.error(
+        { err: error, code: failure.code, permanent: failure.permanent, ...meter(ctx) },
+        GENERATION_FAILED,
+      );
       return failure.permanent
         ? { outcome: 'failed', code: failure.code }
         : { outcome: 'failed', error: failure, code: failure.code };
     }
-    // Retried later by pg-boss: show it as waiting again rather than stuck in 'running'.
-    await markRequeued(db, ctx.id);
-    logger.warn({ err: error, code: failure.code }, GENERATION_ATTEMPT_FAILED);
+    // Retried later by pg-boss: show it as waiting again rather than stuck in 'running'. After a
+    // model run its usage record commits with the requeue; before one, one statement is enough.
+    if (ctx.run) {
+      await db.transaction().execute(async (trx) => {
+        await markRequeued(trx, ctx.id);
+        await recordRun(trx, ctx, 'retry', stepsDone);
+      });
+    } else await markRequeued(db, ctx.id);
+    logger.warn({ err: error, code: failure.code, ...meter(ctx) }, GENERATION_ATTEMPT_FAILED);
     return { outcome: 'retry', error: failure, code: failure.code };
+  }
+
+  /**
+   * The usage record of the attempt's model run, if it had one (the claim succeeded and the model
+   * ran), written with the attempt's outcome. `steps`: denoising steps done; `images`: stored.
+   */
+  async function recordRun(trx: Db, ctx: JobContext, outcome: UsageOutcome, steps: number, images = 0) {
+    const run = ctx.run;
+    if (!run) return;
+    const { generation } = run;
+    await recordUsage(trx, {
+      generation_id: generation.id,
+      attempt: generation.attempts,
+      api_key_id: generation.api_key_id,
+      model: generation.model,
+      outcome,
+      accelerator_us: run.acceleratorUs,
+      images,
+      pixel_steps: generation.width * generation.height * steps * generation.num_images,
+    });
+  }
+
+  /** The run's log field, counted in the metric the first time (one attempt, one increment). */
+  function meter(ctx: JobContext): { accelerator_us?: number } {
+    const run = ctx.run;
+    if (!run) return {};
+    if (!run.metered) {
+      run.metered = true;
+      deps.onAcceleratorUsage?.(run.generation.model, run.acceleratorUs);
+    }
+    return { accelerator_us: run.acceleratorUs };
   }
 
   /** Runs a stage; an error it throws becomes the attempt's settlement (the watch ends with it). */
@@ -285,23 +353,35 @@ export function createGenerationStages(deps: HandlerDeps): GenerationStages {
           onError: (error) => logger.warn({ err: error }, 'progress write failed'),
         });
         const acceleratorStart = performance.now();
+        /** When model.generate returned or threw: the claim may still be committing then. */
+        let generatedAt = acceleratorStart;
         try {
-          const generating = model.generate({
-            prompt: prompt.promptEn,
-            negativePrompt: negative.promptEn,
-            width: params.width,
-            height: params.height,
-            steps: params.steps,
-            guidanceScale: params.guidance_scale,
-            seed: params.seed,
-            numImages: params.num_images,
-            scheduler: (params.requested_scheduler as SchedulerChoice | null) ?? undefined,
-            karras: params.requested_karras ?? undefined,
-            signal: AbortSignal.any([ctx.signal, unclaimed.signal]),
-            onStep: ctx.progress.step,
-          });
+          const generating = model
+            .generate({
+              prompt: prompt.promptEn,
+              negativePrompt: negative.promptEn,
+              width: params.width,
+              height: params.height,
+              steps: params.steps,
+              guidanceScale: params.guidance_scale,
+              seed: params.seed,
+              numImages: params.num_images,
+              scheduler: (params.requested_scheduler as SchedulerChoice | null) ?? undefined,
+              karras: params.requested_karras ?? undefined,
+              signal: AbortSignal.any([ctx.signal, unclaimed.signal]),
+              onStep: ctx.progress.step,
+            })
+            .finally(() => {
+              generatedAt = performance.now();
+            });
           const [claimed, generated] = await Promise.allSettled([claim, generating]);
           const acceleratorEnd = performance.now();
+          // Only a claimed attempt is metered: without a row the model is stopped at its next step
+          // and nothing is recorded (the attempt belongs to no one).
+          if (claimed.status === 'fulfilled' && claimed.value) {
+            const acceleratorUs = Math.round((generatedAt - acceleratorStart) * 1000);
+            ctx.run = { generation: claimed.value, acceleratorUs, metered: false };
+          }
           if (claimed.status === 'rejected') throw claimed.reason;
           if (!claimed.value) return cancelOrSkip(ctx);
           if (generated.status === 'rejected') throw generated.reason;
@@ -357,8 +437,8 @@ export function createGenerationStages(deps: HandlerDeps): GenerationStages {
           jpeg_ms: round(jpegMs),
           upload_ms: round(uploadMs),
         };
-        const recorded = await withWebhookEvent(db, deps.boss, (trx) =>
-          markSucceeded(trx, ctx.id, {
+        const recorded = await withWebhookEvent(db, deps.boss, async (trx) => {
+          const row = await markSucceeded(trx, ctx.id, {
             translated: prompt.translated || negative.translated,
             promptEn: prompt.promptEn,
             negativePromptEn: negative.promptEn,
@@ -366,8 +446,13 @@ export function createGenerationStages(deps: HandlerDeps): GenerationStages {
             timings,
             scheduler: result.scheduler,
             promptTruncated: result.promptTruncated,
-          }),
-        );
+          });
+          // Ended meanwhile by someone else (the reconciler's timeout): the run still cost its
+          // time, but the client got no images, so it is not metered as a success.
+          if (row) await recordRun(trx, ctx, 'succeeded', generation.steps, outputs.length);
+          else await recordRun(trx, ctx, 'failed', generation.steps);
+          return row;
+        });
         if (!recorded) ctx.logger.warn('generation changed state while running; result kept in storage only');
         // Accelerator start/end (this process's monotonic clock, ms) let a benchmark or an
         // operator measure the GPU's idle gaps between consecutive jobs from the log alone.
@@ -376,6 +461,7 @@ export function createGenerationStages(deps: HandlerDeps): GenerationStages {
             timings,
             accelerator_start_ms: round(denoised.acceleratorStart),
             accelerator_end_ms: round(denoised.acceleratorEnd),
+            ...meter(ctx),
           },
           GENERATION_SUCCEEDED,
         );

@@ -1,6 +1,7 @@
 // The worker's Prometheus metrics, served on HEALTH_PORT with /healthz and /readyz. The
 // accelerator-busy counter is what an operator alerts on: 1 − rate(busy) while the queue holds
-// work is the GPU's idle fraction.
+// work is the GPU's idle fraction. The accelerator-seconds counter is the usage ledger's time, per
+// model: the same microseconds each attempt's usage record holds.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { GENERATION_STAGES, type StageTimingsRecord } from '../db/types.ts';
 import type { Settlement } from './generation.handler.ts';
@@ -8,6 +9,8 @@ import type { Settlement } from './generation.handler.ts';
 export interface WorkerMetrics {
   registry: Registry;
   acceleratorBusy(ms: number): void;
+  /** One attempt's metered run (its usage record's accelerator_us), on the model it ran. */
+  acceleratorUsage(model: string, acceleratorUs: number): void;
   settled(settlement: Settlement): void;
 }
 
@@ -47,6 +50,15 @@ export function createWorkerMetrics(options: {
     help: 'Time the accelerator spent on generations (text encoder, denoising loop, VAE decode).',
     registers: [registry],
   });
+  // Labelled by model only, never by API key: its series stay as few as the models a worker holds.
+  const acceleratorSeconds = new Counter({
+    name: 'easel_accelerator_seconds_total',
+    help:
+      'Accelerator time of attempts that ran (every outcome), by model: what the usage ledger ' +
+      '(GET /v1/usage) records for them.',
+    labelNames: ['model'],
+    registers: [registry],
+  });
   new Gauge({
     name: 'easel_worker_jobs_in_hand',
     help: 'Jobs fetched and not yet settled: prefetched, on the accelerator, or finishing.',
@@ -66,6 +78,7 @@ export function createWorkerMetrics(options: {
   return {
     registry,
     acceleratorBusy: (ms) => busy.inc(ms / 1000),
+    acceleratorUsage: (model, acceleratorUs) => acceleratorSeconds.inc({ model }, acceleratorUs / 1e6),
     settled(settlement) {
       jobs.inc({ outcome: settlement.outcome });
       if (settlement.code) failures.inc({ code: settlement.code });

@@ -213,6 +213,8 @@ export async function startWorker(config: WorkerConfig, deps: ServiceDeps = {}):
     cancels,
     workerId: env.WORKER_ID,
     boss,
+    // A row from before models existed ran on this worker's model (the default queue's).
+    onAcceleratorUsage: (model, us) => metrics.acceleratorUsage(model ?? card.id, us),
   });
   const counts = { succeeded: 0, failed: 0 };
   const running = startQueueLoop({

@@ -4,6 +4,7 @@
 
 import { createHash } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
+import type { UsageResource } from '../../api/usage.schemas.ts';
 import type { GenerationOutputResource, GenerationResource } from '../../shared/generation.schemas.ts';
 import { CliError, describeError } from '../commands/cli.ts';
 
@@ -217,6 +218,17 @@ export function createClient(options: ClientOptions) {
         return undefined;
       }
       return readEvents(response.body);
+    },
+
+    /** GET /v1/usage with these query parameters (`easel usage`): the usage summary as sent. */
+    async getUsage(query: URLSearchParams): Promise<UsageResource> {
+      const path = `/v1/usage${query.size ? `?${query}` : ''}`;
+      const response = await send('GET', path, { attempts: 4 });
+      const body = (await response.json().catch(() => undefined)) as UsageResource | undefined;
+      if (body?.object !== 'usage' || !Array.isArray(body.data)) {
+        throw new CliError(`GET ${path}: the answer is not a usage summary; is ${base} an Easel server?`);
+      }
+      return body;
     },
 
     /** The bytes of one output, fetched from its presigned URL and checked against its size and hash. */
