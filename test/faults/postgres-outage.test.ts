@@ -197,13 +197,16 @@ test(`Postgres down for ${OUTAGE_MS / 1000} s under load: fast 503s, then recove
       )
       .join('; ');
   const latencies = during.map((s) => s.ms);
-  const before = samples.filter((s) => s.sentAt < stopAt);
+  // Answered before the stop began; those still in flight when it began may meet the outage.
+  const before = samples.filter((s) => s.sentAt + s.ms < stopAt);
+  const straddling = samples.filter((s) => s.sentAt < stopAt && s.sentAt + s.ms >= stopAt);
   const afterUp = samples.filter((s) => s.sentAt >= upAt);
   const afterRecovery = samples.filter((s) => s.sentAt >= recoveredAt);
   const apiErrors = logs.find(UNHANDLED_ERROR, (e) => e.service === 'api');
   t.diagnostic(
     `load: ${samples.length} creates in ${Math.round((Date.now() - (samples[0]?.sentAt ?? 0)) / 1000)} s; ` +
-      `before ${before.length}, during outage ${during.length}, after ${afterUp.length}`,
+      `before ${before.length}, in flight at the stop ${straddling.length}, during outage ${during.length}, ` +
+      `after ${afterUp.length}`,
   );
   t.diagnostic(
     `outage: stop took ${downAt - stopAt} ms, down ${upAt - downAt} ms; responses during it: ` +
@@ -223,6 +226,13 @@ test(`Postgres down for ${OUTAGE_MS / 1000} s under load: fast 503s, then recove
     before.filter((s) => s.status !== 202).map((s) => s.status),
     [],
     'before the outage every create is accepted',
+  );
+  assert.deepEqual(
+    straddling.filter(
+      (s) => s.status !== 202 && !(s.status === 503 && s.contentType?.startsWith('application/problem+json')),
+    ),
+    [],
+    'a create in flight as Postgres stops is accepted or refused with 503, never anything else',
   );
   assert.ok(
     during.length >= (OUTAGE_MS / 1000) * REQUESTS_PER_SECOND * 0.8,
