@@ -8,7 +8,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { z } from 'zod';
 import { apiEnv } from '../api/config.ts';
-import { DEFAULT_URL } from '../bin/commands/submit.ts';
+import { DEFAULT_URL } from '../bin/remote/connection.ts';
 import { workerEnv } from '../gpu-worker/config.ts';
 import { senderEnv } from '../webhooks/config.ts';
 

@@ -2,13 +2,13 @@
 // the generation to the end (a progress bar on a terminal) and downloads the images.
 
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { GENERATION_LIMITS, SCHEDULER_CHOICES } from '../../shared/generation-contract.ts';
 import { createProgressBar, formatDuration, type ProgressBar } from '../progress.ts';
 import { createClient, type EaselClient, type Generation, TERMINAL } from '../remote/client.ts';
+import { apiKeyFrom, DEFAULT_URL, serverUrl } from '../remote/connection.ts';
 import {
   CliError,
   generationFlags,
@@ -18,8 +18,6 @@ import {
   parseFlags,
   UsageError,
 } from './cli.ts';
-
-export const DEFAULT_URL = 'http://127.0.0.1:8080';
 
 export const submitUsage = `usage: easel submit PROMPT [--wait [--out FILE.jpg]] [options]
 
@@ -77,29 +75,6 @@ function requestBody(prompt: string, values: Record<string, string | boolean | u
   if (str('scheduler') !== undefined) body.scheduler = str('scheduler');
   if (values.karras) body.karras = true;
   return body;
-}
-
-function localApiKey(): string | undefined {
-  try {
-    const file = join(resolve(process.env.EASEL_DATA_DIR ?? '.easel'), 'api-key');
-    return readFileSync(file, 'utf8').trim() || undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function baseUrl(flag: string | undefined): string {
-  const value = flag ?? (process.env.EASEL_URL || DEFAULT_URL);
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new UsageError(`the server URL must be an http(s) URL, got '${value}'`);
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new UsageError(`the server URL must be an http(s) URL, got '${value}'`);
-  }
-  return url.toString();
 }
 
 /** The bar's fill and text for a generation as it is now: queue position, step/total, ETA. */
@@ -236,9 +211,8 @@ export async function submitCommand(args: string[]): Promise<void> {
   if (values.out !== undefined && !values.wait) throw new UsageError('--out needs --wait');
   if (values.timeout !== undefined && !values.wait) throw new UsageError('--timeout needs --wait');
   const timeoutSeconds = intFlag(values.timeout, '--timeout', 0, 1, 7 * 86_400);
-  const url = baseUrl(values.url);
-  const apiKey = values.key ?? (process.env.EASEL_API_KEY || localApiKey());
-  if (!apiKey) throw new UsageError('no API key: pass --key or set EASEL_API_KEY');
+  const url = serverUrl(values.url);
+  const apiKey = apiKeyFrom(values.key, '--key');
   const idempotencyKey = values['idempotency-key'] ?? randomUUID();
   if (idempotencyKey.trim() === '') throw new UsageError('--idempotency-key must not be empty');
 

@@ -1,6 +1,6 @@
 // Where a client command finds its server and its API key: flags first, then EASEL_URL and
-// EASEL_API_KEY, then what `easel start` keeps locally (EASEL_DATA_DIR/api-key). The same rules
-// as `easel submit`.
+// EASEL_API_KEY, then what `easel start` keeps locally (EASEL_DATA_DIR/api-key). Used by
+// `easel submit` and `easel usage`.
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UsageError } from '../commands/cli.ts';
