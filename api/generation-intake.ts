@@ -7,14 +7,14 @@
 import type { PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
 import type { Db } from '../db/connect.ts';
-import { assignFairStarts, fairQueuePositions, lockForCreate, rebaseFairQueue } from '../db/fair-queue.ts';
-import { admissionCounts, insertGenerations } from '../db/generations.repository.ts';
+import { enqueueFairly, fairQueuePositions, lockForCreate, rebaseFairQueue } from '../db/fair-queue.ts';
+import { admissionCounts } from '../db/generations.repository.ts';
 import {
   claimIdempotencyKey,
   type IdempotencyClaim,
   releaseIdempotencyKeys,
 } from '../db/idempotency-keys.repository.ts';
-import { createQueueWaker, enqueueGenerations, generationQueue } from '../db/queue.ts';
+import { createQueueWaker, generationQueue } from '../db/queue.ts';
 import { quotaDay } from '../db/quotas.repository.ts';
 import type { ApiKey, Generation, NewGeneration } from '../db/types.ts';
 import {
@@ -142,26 +142,13 @@ export function createGenerationIntake(
     );
 
     const admitted = pending.filter((item) => !refused.has(item.row.id));
-    const rows = await insertGenerations(
+    // Rows and jobs in their model queues' fair order, in arrival order (db/fair-queue.ts).
+    const { rows, rebase } = await enqueueFairly(
       trx,
-      admitted.map((item) => item.row),
-    );
-    // Each job's place in its model queue's fair order, in arrival order (db/fair-queue.ts).
-    const fair = await assignFairStarts(
-      trx,
-      admitted.map((item) => ({
-        id: item.row.id,
-        model: item.row.model ?? null,
-        apiKeyId: item.apiKey.id,
-        weight: item.apiKey.weight,
-      })),
-    );
-    rebaseAfterCommit.push(...fair.rebase);
-    await enqueueGenerations(
       deps.boss,
-      trx,
-      rows.map((row) => ({ id: row.id, model: row.model, priority: fair.priorities.get(row.id) })),
+      admitted.map((item) => ({ row: item.row, apiKeyId: item.apiKey.id, weight: item.apiKey.weight })),
     );
+    rebaseAfterCommit.push(...rebase);
     // Positions as a read will report them: in the fair order, this batch's jobs included.
     const positions =
       rows.length === 0

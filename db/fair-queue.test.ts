@@ -9,7 +9,13 @@ import type { PgBoss } from 'pg-boss';
 import { createGenerationIntake, type IntakeResult } from '../api/generation-intake.ts';
 import { createTestDatabase, type TestDatabase } from '../test/harness/database.ts';
 import { createApiKey, updateApiKey } from './api-keys.repository.ts';
-import { fairQueuePositions, queuePositionSql, rebaseFairQueue } from './fair-queue.ts';
+import {
+  enqueueFairly,
+  fairQueuePositions,
+  lockForCreate,
+  queuePositionSql,
+  rebaseFairQueue,
+} from './fair-queue.ts';
 import {
   cancelGenerationJob,
   createBoss,
@@ -273,4 +279,52 @@ test("a new weight orders the key's next jobs", async () => {
   const bTurns = order.filter((id) => bIds.includes(id)).length;
   assert.equal(aTurns, 30, `3:1 — A ${aTurns}, B ${bTurns}`);
   assert.equal(bTurns, 10);
+});
+
+test("a key's next create follows its latest start even when an older transaction committed last", async () => {
+  const k = await key('overlapping');
+  // T1 starts first (its rows' created_at is its start) but takes the key's lock after T2 commits.
+  let releaseT1!: () => void;
+  const t1Waits = new Promise<void>((resolve) => {
+    releaseT1 = resolve;
+  });
+  let t1Started!: () => void;
+  const t1Began = new Promise<void>((resolve) => {
+    t1Started = resolve;
+  });
+  const t1 = database.db.transaction().execute(async (trx) => {
+    await sql`select now()`.execute(trx);
+    t1Started();
+    await t1Waits;
+    await lockForCreate(trx, [k.id], [MODEL]);
+    return enqueueFairly(
+      trx,
+      boss,
+      [1, 2, 3].map((i) => ({ row: row(k, `t1-${i}`), apiKeyId: k.id, weight: 1 })),
+    );
+  });
+  await t1Began;
+  const t2 = await submit(k, 3, 't2');
+  releaseT1();
+  const t1Rows = (await t1).rows;
+  const [next] = await submit(k, 1, 'next');
+  const starts = await database.db
+    .selectFrom('generations')
+    .select(['id', 'fair_start'])
+    .where('id', 'in', [...t2, ...t1Rows.map((r) => r.id), next as string])
+    .execute();
+  const startOf = new Map(starts.map((r) => [r.id, r.fair_start as number]));
+  const latestBefore = Math.max(
+    ...[...t2, ...t1Rows.map((r) => r.id)].map((id) => startOf.get(id) as number),
+  );
+  assert.ok(
+    (startOf.get(next as string) as number) > latestBefore,
+    'the next create starts after all of them',
+  );
+  // And the fetch order is the key's order of starts: T2's, then T1's, then the next.
+  assert.deepEqual(await fetchOrder(7), [
+    ...t2,
+    ...t1Rows.map((r) => r.id).sort((a, b) => (startOf.get(a) as number) - (startOf.get(b) as number)),
+    next,
+  ]);
 });

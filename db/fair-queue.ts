@@ -18,8 +18,10 @@
 // still gets only its weight's share; it is clamped to one turn past V when the key has nothing
 // waiting (a key that canceled its backlog is not pushed behind the jobs it no longer has).
 import { type Kysely, sql } from 'kysely';
-import { generationQueue, generationQueueSql, PGBOSS_SCHEMA } from './queue.ts';
-import type { Database } from './types.ts';
+import type { PgBoss } from 'pg-boss';
+import { insertGenerations } from './generations.repository.ts';
+import { enqueueGenerations, generationQueue, generationQueueSql, PGBOSS_SCHEMA } from './queue.ts';
+import type { Database, Generation, NewGeneration } from './types.ts';
 
 type Executor = Kysely<Database>;
 
@@ -78,7 +80,8 @@ export interface FairAssignment {
 /**
  * Gives each job its start time, in arrival order, and records each key's new finish time. Run in
  * the create transaction after lockForCreate, so the key's earlier jobs (committed by another
- * process) are seen. Two statements per batch, whatever its size.
+ * process) are seen, and before the rows are written: each row keeps its start (fair_start, see
+ * enqueueFairly). Two statements per batch, whatever its size.
  */
 export async function assignFairStarts(trx: Executor, jobs: readonly FairJob[]): Promise<FairAssignment> {
   if (jobs.length === 0) return { priorities: new Map(), rebase: [] };
@@ -98,11 +101,12 @@ export async function assignFairStarts(trx: Executor, jobs: readonly FairJob[]):
          where j.name = p.queue and j.state < 'active' and not j.blocked) as head_priority,
       (select max(f.last_finish) from fair_share f where f.queue = p.queue) as max_finish,
       (select f.last_finish from fair_share f where f.queue = p.queue and f.api_key_id = p.api_key_id) as last_finish,
-      -- The key's latest waiting job in this queue has its latest start (starts grow within a key).
-      (select -j.priority from generations g
-         join ${jobTable} j on j.name = p.queue and j.id = g.id and j.state < 'active' and not j.blocked
-         where g.api_key_id = p.api_key_id and g.status = 'queued' and ${generationQueueSql('g')} = p.queue
-         order by g.created_at desc, g.id desc limit 1) as last_pending
+      -- The key's latest queued start in this queue, from its rows (generations_key_queued_idx):
+      -- one index probe, whatever the backlog, and right whichever transaction committed first.
+      (select g.fair_start from generations g
+         where g.api_key_id = p.api_key_id and g.status = 'queued' and g.fair_start is not null
+           and ${generationQueueSql('g')} = p.queue
+         order by g.fair_start desc limit 1) as last_pending
     from unnest(${pairs.map((job) => generationQueue(job.model))}::text[],
                 ${pairs.map((job) => job.apiKeyId)}::uuid[]) as p(queue, api_key_id)`.execute(trx);
 
@@ -166,6 +170,9 @@ export async function rebaseFairQueue(db: Executor, queue: string, threshold = R
       where name = ${queue} and state in ('created', 'retry', 'active')`.execute(trx);
     await sql`update fair_share set last_finish = last_finish - ${shift}, updated_at = now()
       where queue = ${queue}`.execute(trx);
+    await sql`update generations g set fair_start = fair_start - ${shift}
+      where g.status in ('queued', 'running') and g.fair_start is not null
+        and ${generationQueueSql('g')} = ${queue}`.execute(trx);
     return shift;
   });
 }
@@ -248,4 +255,37 @@ export async function fairQueuePositions(
     union all
     select p.id::text, 0 from prefetched p where p.id = any(${[...ids]}::uuid[])`.execute(db);
   return new Map(rows.map((row) => [row.id, row.position]));
+}
+
+/** A generation to create, with what its place in the fair order depends on. */
+export interface FairCreate {
+  row: NewGeneration & { id: string };
+  apiKeyId: string;
+  weight: number;
+}
+
+/**
+ * Writes generations and their jobs in the fair order, inside the caller's create transaction
+ * (after lockForCreate): starts assigned in arrival order, rows written with them, jobs inserted
+ * with priority −start. The API's create path and the benchmarks both write through this.
+ */
+export async function enqueueFairly(
+  trx: Executor,
+  boss: PgBoss,
+  creates: readonly FairCreate[],
+): Promise<{ rows: Generation[]; priorities: Map<string, number>; rebase: string[] }> {
+  const fair = await assignFairStarts(
+    trx,
+    creates.map(({ row, apiKeyId, weight }) => ({ id: row.id, model: row.model ?? null, apiKeyId, weight })),
+  );
+  const rows = await insertGenerations(
+    trx,
+    creates.map(({ row }) => ({ ...row, fair_start: -(fair.priorities.get(row.id) ?? 0) })),
+  );
+  await enqueueGenerations(
+    boss,
+    trx,
+    rows.map((row) => ({ id: row.id, model: row.model, priority: fair.priorities.get(row.id) })),
+  );
+  return { rows, priorities: fair.priorities, rebase: fair.rebase };
 }

@@ -138,6 +138,8 @@ export interface GenerationsTable {
    * generations created before models existed (they run on the default model).
    */
   model: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Its start in its model queue's fair order (db/fair-queue.ts; the job's priority is −fair_start). */
+  fair_start: ColumnType<number | null, number | null | undefined, number | null>;
   /** Where status changes are POSTed (Standard Webhooks); null: no webhooks. */
   webhook_url: ColumnType<string | null, string | null | undefined, string | null>;
   /** The event types to send; null when there is no webhook_url. */

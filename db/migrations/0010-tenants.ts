@@ -9,6 +9,7 @@ import { type Kysely, sql } from 'kysely';
 // fair_share: per model queue and key, the virtual finish time of the key's latest job (start-time
 // fair queueing, see db/fair-queue.ts). A job's start time becomes its pg-boss priority (negated),
 // so pg-boss's own fetch order (priority desc, created_on) is the fair order: no scheduler process.
+// generations.fair_start keeps it on the row too.
 //
 // usage_records: the ledger of what each accelerator run cost, one row per attempt that ran on a
 // worker, written in the transaction that records the attempt's outcome. It is the source of
@@ -32,12 +33,15 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('updated_at', sql`timestamptz(3)`, (col) => col.notNull().defaultTo(sql`now()`))
     .addPrimaryKeyConstraint('fair_share_pkey', ['queue', 'api_key_id'])
     .execute();
-  // A key's latest waiting generation (its latest start, read on each create of the key).
+  // A generation's start in the fair order (its job's priority is −fair_start); null for rows
+  // written outside it (before this migration, or by scripts). A key's latest queued start is one
+  // probe of the index below, read on each create of the key.
+  await db.schema.alterTable('generations').addColumn('fair_start', 'bigint').execute();
   await db.schema
     .createIndex('generations_key_queued_idx')
     .on('generations')
-    .columns(['api_key_id', 'created_at desc', 'id desc'])
-    .where(sql.ref('status'), '=', 'queued')
+    .columns(['api_key_id', 'fair_start desc'])
+    .where(sql<boolean>`status = 'queued' and fair_start is not null`)
     .execute();
 
   await db.schema
@@ -70,6 +74,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 export async function down(db: Kysely<unknown>): Promise<void> {
   await db.schema.dropTable('usage_records').execute();
   await db.schema.dropIndex('generations_key_queued_idx').execute();
+  await db.schema.alterTable('generations').dropColumn('fair_start').execute();
   await db.schema.dropTable('fair_share').execute();
   await db.schema
     .alterTable('api_keys')
