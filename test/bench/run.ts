@@ -24,6 +24,7 @@ const BENCHES = [
   { name: 'queue-headroom', file: 'test/bench/queue-headroom.bench.ts' },
   { name: 'worker-pipeline', file: 'test/bench/worker-pipeline.bench.ts' },
   { name: 'event-streams', file: 'test/bench/event-streams.bench.ts' },
+  { name: 'fairness', file: 'test/bench/fairness.bench.ts' },
 ];
 
 const wanted = process.argv.slice(2);
