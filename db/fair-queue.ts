@@ -19,7 +19,6 @@
 // waiting (a key that canceled its backlog is not pushed behind the jobs it no longer has).
 import { type Kysely, sql } from 'kysely';
 import type { PgBoss } from 'pg-boss';
-import { insertGenerations } from './generations.repository.ts';
 import { enqueueGenerations, generationQueue, generationQueueSql, PGBOSS_SCHEMA } from './queue.ts';
 import type { Database, Generation, NewGeneration } from './types.ts';
 
@@ -73,18 +72,20 @@ export interface FairJob {
 export interface FairAssignment {
   /** Each job's pg-boss priority (−start), by job id. */
   priorities: Map<string, number>;
+  /** Each (queue, key)'s new finish, for fair_share (written with the rows, enqueueFairly). */
+  finishes: { queue: string; apiKeyId: string; finish: number }[];
   /** Queues whose times crossed REBASE_AT: rebase them once this transaction has committed. */
   rebase: string[];
 }
 
 /**
- * Gives each job its start time, in arrival order, and records each key's new finish time. Run in
- * the create transaction after lockForCreate, so the key's earlier jobs (committed by another
- * process) are seen, and before the rows are written: each row keeps its start (fair_start, see
- * enqueueFairly). Two statements per batch, whatever its size.
+ * Gives each job its start time, in arrival order, and each key its new finish time. Run in the
+ * create transaction after lockForCreate, so the key's earlier jobs (committed by another process)
+ * are seen, and before the rows are written: each row keeps its start (fair_start) and the
+ * finishes are recorded with them (enqueueFairly). One statement per batch, whatever its size.
  */
 export async function assignFairStarts(trx: Executor, jobs: readonly FairJob[]): Promise<FairAssignment> {
-  if (jobs.length === 0) return { priorities: new Map(), rebase: [] };
+  if (jobs.length === 0) return { priorities: new Map(), finishes: [], rebase: [] };
   const pairs = [
     ...new Map(jobs.map((job) => [`${generationQueue(job.model)}\n${job.apiKeyId}`, job])).values(),
   ];
@@ -136,15 +137,7 @@ export async function assignFairStarts(trx: Executor, jobs: readonly FairJob[]):
     if (start + turn > REBASE_AT) rebase.add(queue);
   }
 
-  const updates = [...finishes.values()];
-  await sql`
-    insert into fair_share (queue, api_key_id, last_finish)
-    select * from unnest(${updates.map((u) => u.queue)}::text[], ${updates.map((u) => u.apiKeyId)}::uuid[],
-                         ${updates.map((u) => u.finish)}::bigint[])
-    on conflict (queue, api_key_id) do update set last_finish = excluded.last_finish, updated_at = now()`.execute(
-    trx,
-  );
-  return { priorities, rebase: [...rebase] };
+  return { priorities, finishes: [...finishes.values()], rebase: [...rebase] };
 }
 
 /**
@@ -198,9 +191,10 @@ export function queuePositionSql(alias: string) {
   return sql<number | null>`case when ${g('status')} = 'queued' then (
     select case when me.state = 'active' then 0 else (
       (select count(*)::int from ${jobTable} j
-        where j.name = me.name and j.state < 'active' and not j.blocked
-          and (j.priority > me.priority
-            or (j.priority = me.priority and (j.created_on, j.id) < (me.created_on, me.id))))
+        where j.name = me.name and j.state < 'active' and not j.blocked and j.priority > me.priority)
+      + (select count(*)::int from ${jobTable} j
+        where j.name = me.name and j.state < 'active' and not j.blocked and j.priority = me.priority
+          and (j.created_on, j.id) < (me.created_on, me.id))
       + (select count(*)::int from (${prefetchedSql(queue)}) p)) end
     from ${jobTable} me where me.name = ${queue} and me.id = ${g('id')}) end`;
 }
@@ -232,20 +226,31 @@ export async function fairQueuePositions(
       select me.id, me.name, me.priority, me.created_on,
         lag(me.priority) over w as prev_priority, lag(me.created_on) over w as prev_created_on,
         lag(me.id) over w as prev_id
-      from ${jobTable} me
-      where me.name = any(${names}::text[]) and me.id = any(${[...ids]}::uuid[])
-        and me.state < 'active' and not me.blocked
+      -- One primary-key probe per asked-for job and queue.
+      from unnest(${names}::text[]) as n(name)
+      cross join unnest(${[...ids]}::uuid[]) as i(id)
+      join ${jobTable} me on me.name = n.name and me.id = i.id
+      where me.state < 'active' and not me.blocked
       window w as (partition by me.name order by me.priority desc, me.created_on, me.id)
     ),
     counted as (
-      select k.id, k.name, k.priority, k.created_on, (
-        select count(*) from ${jobTable} j
-        where j.name = k.name and j.state < 'active' and not j.blocked
-          and j.priority >= k.priority and (k.prev_id is null or j.priority <= k.prev_priority)
-          and ${atOrAhead('j', 'k')}
-          and (k.prev_id is null or not (j.priority > k.prev_priority or (j.priority = k.prev_priority
-            and (j.created_on, j.id) <= (k.prev_created_on, k.prev_id))))
-      ) as n
+      -- Jobs at or ahead of k and behind the asked-for job before it: the strictly higher
+      -- priorities between the two (an index-only range of job_i11: the bulk), then the ties
+      -- at either end (same priority: ordered by created_on, id; rare).
+      select k.id, k.name, k.priority, k.created_on,
+        (select count(*) from ${jobTable} j
+          where j.name = k.name and j.state < 'active' and not j.blocked
+            and j.priority > k.priority and j.priority < coalesce(k.prev_priority, ${2 ** 31 - 1}::int))
+        + (select count(*) from ${jobTable} j
+          where j.name = k.name and j.state < 'active' and not j.blocked
+            and j.priority = k.priority and (j.created_on, j.id) <= (k.created_on, k.id)
+            and (k.prev_id is null or k.prev_priority <> k.priority
+              or (j.created_on, j.id) > (k.prev_created_on, k.prev_id)))
+        + (case when k.prev_id is not null and k.prev_priority <> k.priority then (
+            select count(*) from ${jobTable} j
+            where j.name = k.name and j.state < 'active' and not j.blocked
+              and j.priority = k.prev_priority and (j.created_on, j.id) > (k.prev_created_on, k.prev_id))
+          else 0 end) as n
       from asked k
     )
     select c.id::text,
@@ -278,10 +283,29 @@ export async function enqueueFairly(
     trx,
     creates.map(({ row, apiKeyId, weight }) => ({ id: row.id, model: row.model ?? null, apiKeyId, weight })),
   );
-  const rows = await insertGenerations(
-    trx,
-    creates.map(({ row }) => ({ ...row, fair_start: -(fair.priorities.get(row.id) ?? 0) })),
-  );
+  const newRows = creates.map(({ row }) => ({ ...row, fair_start: -(fair.priorities.get(row.id) ?? 0) }));
+  // The keys' new finishes in the rows' statement: one round trip for both.
+  const rows =
+    newRows.length === 0
+      ? []
+      : await trx
+          .with('fair', (db) =>
+            db
+              .insertInto('fair_share')
+              .values(
+                fair.finishes.map((f) => ({ queue: f.queue, api_key_id: f.apiKeyId, last_finish: f.finish })),
+              )
+              .onConflict((oc) =>
+                oc.columns(['queue', 'api_key_id']).doUpdateSet({
+                  last_finish: (eb) => eb.ref('excluded.last_finish'),
+                  updated_at: sql`now()`,
+                }),
+              ),
+          )
+          .insertInto('generations')
+          .values(newRows)
+          .returningAll()
+          .execute();
   await enqueueGenerations(
     boss,
     trx,
