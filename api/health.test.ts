@@ -52,6 +52,7 @@ test('GET /openapi.json is an OpenAPI 3.1 document with the paths and bearer sec
     '/v1/generations/{id}/webhook-deliveries',
     '/v1/models',
     '/v1/models/{id}',
+    '/v1/usage',
     '/v1/webhook-deliveries/{id}/redeliver',
     '/v1/webhooks/disabled-urls',
     '/v1/webhooks/disabled-urls/{id}',
