@@ -1,9 +1,11 @@
 // Backpressure on create: a per-key cap on queued+running generations (429) and a global cap
-// on the queue (503), both answered with Retry-After. Applied in the create transaction
-// (generation-intake.ts), but at READ COMMITTED concurrent transactions (other API processes) do
-// not see each other's uncommitted rows, so under a burst a cap can be overshot by up to the
-// number of creates racing at that instant. That is accepted: the caps are backpressure, not
-// quotas, and serialising every create (a lock per key plus one global) would cost far more.
+// on the queue (503), both answered with Retry-After; and per-key daily quotas (429
+// quota_exceeded). Applied in the create transaction (generation-intake.ts) after the key's
+// advisory lock (db/fair-queue.ts lockForCreate), so a key's creates in every API process see each
+// other: the per-key cap and the quotas are exact. The global cap is not locked: at READ COMMITTED
+// concurrent transactions of other keys do not see each other's uncommitted rows, so under a burst
+// it can be overshot by up to the number of creates racing at that instant. That is accepted: it
+// is backpressure, and one global lock would serialise every create of the fleet.
 import type { QuotaDay } from '../db/quotas.repository.ts';
 import type { ApiKey } from '../db/types.ts';
 import type { ApiConfig } from './config.ts';
