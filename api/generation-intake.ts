@@ -1,9 +1,10 @@
 // The create path: concurrent creates share one transaction (see batcher.ts). A batch costs the
 // same round trips whatever its size: BEGIN, the per-key locks, admission counts (with today's
-// quota use when a key has quotas), row insert, fair starts read and recorded (db/fair-queue.ts),
-// job insert, positions, COMMIT; plus one or two per Idempotency-Key it claims. So under load the
-// API does not queue on Postgres round trips. Rows, jobs and key claims commit together: a batch
-// commits whole or not at all.
+// quota use when a key has quotas), the fair starts read, rows with the keys' new finishes, jobs,
+// COMMIT; plus one or two per Idempotency-Key it claims. So under load the API does not queue on
+// Postgres round trips. Rows, jobs and key claims commit together: a batch commits whole or not at
+// all. Once committed, the workers are woken and the batch's queue positions read, off the
+// batch's slot, so the next batch and the workers do not wait for them.
 import type { PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
 import type { Db } from '../db/connect.ts';
@@ -35,6 +36,11 @@ export interface IntakeRequest {
 }
 
 type Replayed = Extract<IdempotencyClaim, { claimed: false }>['existing'];
+
+/** A batch's outcome per create, before the created ones' positions are read (after the commit). */
+type BatchResult =
+  | { ok: true; row: Generation; positions: Promise<Map<string, number>> }
+  | Exclude<IntakeResult, { row: Generation }>;
 
 export type IntakeResult =
   | { ok: true; row: Generation; position: number }
@@ -76,10 +82,10 @@ export function createGenerationIntake(
     trx: Db,
     items: readonly IntakeRequest[],
     rebaseAfterCommit: string[],
-  ): Promise<IntakeResult[]> {
+  ): Promise<(IntakeResult | { ok: true; row: Generation })[]> {
     // Keys first, in arrival order: a replay is answered whatever the caps say. A duplicate later
     // in the same batch sees the earlier claim (same transaction) and becomes its replay.
-    const results: (IntakeResult | undefined)[] = [];
+    const results: (Exclude<IntakeResult, { row: Generation }> | undefined)[] = [];
     for (const item of items) {
       if (!item.idempotency) {
         results.push(undefined);
@@ -149,16 +155,7 @@ export function createGenerationIntake(
       admitted.map((item) => ({ row: item.row, apiKeyId: item.apiKey.id, weight: item.apiKey.weight })),
     );
     rebaseAfterCommit.push(...rebase);
-    // Positions as a read will report them: in the fair order, this batch's jobs included.
-    const positions =
-      rows.length === 0
-        ? new Map<string, number>()
-        : await fairQueuePositions(
-            trx,
-            rows.map((row) => generationQueue(row.model)),
-            rows.map((row) => row.id),
-          );
-    const byId = new Map(rows.map((row) => [row.id, { row, position: positions.get(row.id) ?? 0 }]));
+    const byId = new Map(rows.map((row) => [row.id, row]));
     return items.map((item, i) => {
       const early = results[i];
       // A replay of a create refused in this very batch shares its refusal.
@@ -167,7 +164,7 @@ export function createGenerationIntake(
       if (refusal) return refusal;
       const created = byId.get(item.row.id);
       if (!created) throw new Error(`generation ${item.row.id} was not inserted`);
-      return { ok: true, ...created };
+      return { ok: true, row: created };
     });
   }
 
@@ -188,8 +185,29 @@ export function createGenerationIntake(
     return results;
   };
 
-  async function runBatch(items: readonly IntakeRequest[]): Promise<IntakeResult[]> {
-    let results: IntakeResult[];
+  /**
+   * After the commit, off the batch's slot: the workers are woken first, and the new generations'
+   * positions (as a read will report them: the fair order, this batch included) are read meanwhile,
+   * once for the whole batch. A failed read leaves the positions at 0 rather than failing creates
+   * that are already committed.
+   */
+  function afterCommit(created: readonly Generation[]): Promise<Map<string, number>> {
+    const woken = Promise.all(
+      [...new Set(created.map((row) => row.model))].map((model) => waker.poke(model)),
+    );
+    const positions = fairQueuePositions(
+      deps.db,
+      created.map((row) => generationQueue(row.model)),
+      created.map((row) => row.id),
+    ).catch((error: unknown) => {
+      deps.logger?.warn({ err: error }, "reading the new generations' queue positions failed");
+      return new Map<string, number>();
+    });
+    return Promise.all([positions, woken]).then(([read]) => read);
+  }
+
+  async function runBatch(items: readonly IntakeRequest[]): Promise<BatchResult[]> {
+    let results: (IntakeResult | { ok: true; row: Generation })[];
     try {
       results = await inTransaction(items);
     } catch (error) {
@@ -199,20 +217,25 @@ export function createGenerationIntake(
       results = await Promise.all(
         items.map((item) =>
           inTransaction([item]).then(
-            ([result]) => result as IntakeResult,
+            ([result]) => result as IntakeResult | { ok: true; row: Generation },
             (alone: unknown): IntakeResult => ({ ok: false, error: alone }),
           ),
         ),
       );
     }
-    return results;
+    const created = results.flatMap((result) => (result.ok && 'row' in result ? [result.row] : []));
+    const positions = created.length > 0 ? afterCommit(created) : Promise.resolve(new Map<string, number>());
+    return results.map(
+      (result) => (result.ok && 'row' in result ? { ...result, positions } : result) as BatchResult,
+    );
   }
 
   const submit = createBatcher(runBatch, options);
   return async (request) => {
     const result = await submit(request);
-    // Answered once workers have been told, outside the batch so its connection is free.
-    if (result.ok && 'row' in result) await waker.poke(result.row.model);
-    return result;
+    if (!(result.ok && 'row' in result)) return result;
+    // Answered once workers have been told and the position is read.
+    const position = (await result.positions).get(result.row.id) ?? 0;
+    return { ok: true, row: result.row, position };
   };
 }

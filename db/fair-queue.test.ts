@@ -263,7 +263,7 @@ test("a rebase shifts virtual times back without changing anyone's place", async
 
 async function waitingIds(): Promise<string[]> {
   const { rows } = await sql<{ id: string }>`select id::text from ${sql.table(`${PGBOSS_SCHEMA}.job`)}
-    where name = ${QUEUE} and state < 'active'`.execute(database.db);
+    where name = ${QUEUE} and state < 'active' order by id`.execute(database.db);
   return rows.map((r) => r.id);
 }
 
