@@ -37,6 +37,9 @@ export interface IntakeRequest {
 
 type Replayed = Extract<IdempotencyClaim, { claimed: false }>['existing'];
 
+/** A create committed in a batch; its position is known when its queue was idle, else read after. */
+type Created = { ok: true; row: Generation; position?: number };
+
 /** A batch's outcome per create, before the created ones' positions are read (after the commit). */
 type BatchResult =
   | { ok: true; row: Generation; positions: Promise<Map<string, number>> }
@@ -82,7 +85,7 @@ export function createGenerationIntake(
     trx: Db,
     items: readonly IntakeRequest[],
     rebaseAfterCommit: string[],
-  ): Promise<(IntakeResult | { ok: true; row: Generation })[]> {
+  ): Promise<(IntakeResult | Created)[]> {
     // Keys first, in arrival order: a replay is answered whatever the caps say. A duplicate later
     // in the same batch sees the earlier claim (same transaction) and becomes its replay.
     const results: (Exclude<IntakeResult, { row: Generation }> | undefined)[] = [];
@@ -149,7 +152,7 @@ export function createGenerationIntake(
 
     const admitted = pending.filter((item) => !refused.has(item.row.id));
     // Rows and jobs in their model queues' fair order, in arrival order (db/fair-queue.ts).
-    const { rows, rebase } = await enqueueFairly(
+    const { rows, rebase, positions } = await enqueueFairly(
       trx,
       deps.boss,
       admitted.map((item) => ({ row: item.row, apiKeyId: item.apiKey.id, weight: item.apiKey.weight })),
@@ -164,7 +167,7 @@ export function createGenerationIntake(
       if (refusal) return refusal;
       const created = byId.get(item.row.id);
       if (!created) throw new Error(`generation ${item.row.id} was not inserted`);
-      return { ok: true, row: created };
+      return { ok: true, row: created, position: positions?.get(created.id) };
     });
   }
 
@@ -191,23 +194,28 @@ export function createGenerationIntake(
    * once for the whole batch. A failed read leaves the positions at 0 rather than failing creates
    * that are already committed.
    */
-  function afterCommit(created: readonly Generation[]): Promise<Map<string, number>> {
+  function afterCommit(created: readonly Created[]): Promise<Map<string, number>> {
     const woken = Promise.all(
-      [...new Set(created.map((row) => row.model))].map((model) => waker.poke(model)),
+      [...new Set(created.map(({ row }) => row.model))].map((model) => waker.poke(model)),
     );
+    const known = new Map(
+      created.flatMap(({ row, position }) => (position === undefined ? [] : [[row.id, position] as const])),
+    );
+    const unknown = created.filter(({ row }) => !known.has(row.id)).map(({ row }) => row);
+    if (unknown.length === 0) return woken.then(() => known);
     const positions = fairQueuePositions(
       deps.db,
-      created.map((row) => generationQueue(row.model)),
-      created.map((row) => row.id),
+      unknown.map((row) => generationQueue(row.model)),
+      unknown.map((row) => row.id),
     ).catch((error: unknown) => {
       deps.logger?.warn({ err: error }, "reading the new generations' queue positions failed");
       return new Map<string, number>();
     });
-    return Promise.all([positions, woken]).then(([read]) => read);
+    return Promise.all([positions, woken]).then(([read]) => new Map([...known, ...read]));
   }
 
   async function runBatch(items: readonly IntakeRequest[]): Promise<BatchResult[]> {
-    let results: (IntakeResult | { ok: true; row: Generation })[];
+    let results: (IntakeResult | Created)[];
     try {
       results = await inTransaction(items);
     } catch (error) {
@@ -217,13 +225,13 @@ export function createGenerationIntake(
       results = await Promise.all(
         items.map((item) =>
           inTransaction([item]).then(
-            ([result]) => result as IntakeResult | { ok: true; row: Generation },
+            ([result]) => result as IntakeResult | Created,
             (alone: unknown): IntakeResult => ({ ok: false, error: alone }),
           ),
         ),
       );
     }
-    const created = results.flatMap((result) => (result.ok && 'row' in result ? [result.row] : []));
+    const created = results.flatMap((result) => (result.ok && 'row' in result ? [result as Created] : []));
     const positions = created.length > 0 ? afterCommit(created) : Promise.resolve(new Map<string, number>());
     return results.map(
       (result) => (result.ok && 'row' in result ? { ...result, positions } : result) as BatchResult,

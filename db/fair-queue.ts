@@ -76,6 +76,11 @@ export interface FairAssignment {
   finishes: { queue: string; apiKeyId: string; finish: number }[];
   /** Queues whose times crossed REBASE_AT: rebase them once this transaction has committed. */
   rebase: string[];
+  /**
+   * Per queue with nothing waiting when the starts were read: its prefetched jobs. The new jobs'
+   * positions there follow without a count (the prefetched ones, then the batch in fetch order).
+   */
+  idleQueues: Map<string, number>;
 }
 
 /**
@@ -85,7 +90,7 @@ export interface FairAssignment {
  * finishes are recorded with them (enqueueFairly). One statement per batch, whatever its size.
  */
 export async function assignFairStarts(trx: Executor, jobs: readonly FairJob[]): Promise<FairAssignment> {
-  if (jobs.length === 0) return { priorities: new Map(), finishes: [], rebase: [] };
+  if (jobs.length === 0) return { priorities: new Map(), finishes: [], rebase: [], idleQueues: new Map() };
   const pairs = [
     ...new Map(jobs.map((job) => [`${generationQueue(job.model)}\n${job.apiKeyId}`, job])).values(),
   ];
@@ -96,8 +101,10 @@ export async function assignFairStarts(trx: Executor, jobs: readonly FairJob[]):
     max_finish: number | null;
     last_finish: number | null;
     last_pending: number | null;
+    prefetched: number;
   }>`
     select p.queue, p.api_key_id,
+      (select count(*)::int from (${prefetchedSql(sql.ref('p.queue'))}) f) as prefetched,
       (select max(j.priority) from ${jobTable} j
          where j.name = p.queue and j.state < 'active' and not j.blocked) as head_priority,
       (select max(f.last_finish) from fair_share f where f.queue = p.queue) as max_finish,
@@ -137,7 +144,10 @@ export async function assignFairStarts(trx: Executor, jobs: readonly FairJob[]):
     if (start + turn > REBASE_AT) rebase.add(queue);
   }
 
-  return { priorities, finishes: [...finishes.values()], rebase: [...rebase] };
+  const idleQueues = new Map(
+    rows.filter((row) => row.head_priority === null).map((row) => [row.queue, row.prefetched] as const),
+  );
+  return { priorities, finishes: [...finishes.values()], rebase: [...rebase], idleQueues };
 }
 
 /**
@@ -278,7 +288,12 @@ export async function enqueueFairly(
   trx: Executor,
   boss: PgBoss,
   creates: readonly FairCreate[],
-): Promise<{ rows: Generation[]; priorities: Map<string, number>; rebase: string[] }> {
+): Promise<{
+  rows: Generation[];
+  priorities: Map<string, number>;
+  rebase: string[];
+  positions?: Map<string, number>;
+}> {
   const fair = await assignFairStarts(
     trx,
     creates.map(({ row, apiKeyId, weight }) => ({ id: row.id, model: row.model ?? null, apiKeyId, weight })),
@@ -311,5 +326,19 @@ export async function enqueueFairly(
     trx,
     rows.map((row) => ({ id: row.id, model: row.model, priority: fair.priorities.get(row.id) })),
   );
-  return { rows, priorities: fair.priorities, rebase: fair.rebase };
+  // Every queue was idle: the positions are known without reading (see FairAssignment.idleQueues).
+  const idle = rows.every((row) => fair.idleQueues.has(generationQueue(row.model)));
+  let positions: Map<string, number> | undefined;
+  if (idle) {
+    positions = new Map();
+    const byQueue = Map.groupBy(rows, (row) => generationQueue(row.model));
+    for (const [queue, group] of byQueue) {
+      const ahead = fair.idleQueues.get(queue) ?? 0;
+      const order = group
+        .map((row) => ({ id: row.id, priority: fair.priorities.get(row.id) ?? 0 }))
+        .sort((x, y) => y.priority - x.priority || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
+      order.forEach((job, rank) => positions?.set(job.id, ahead + rank));
+    }
+  }
+  return { rows, priorities: fair.priorities, rebase: fair.rebase, positions };
 }
