@@ -222,10 +222,6 @@ export async function fairQueuePositions(
 ): Promise<Map<string, number>> {
   if (ids.length === 0 || queues.length === 0) return new Map();
   const names = [...new Set(queues)];
-  // "j is at or ahead of k" in fetch order (priority desc, created_on, id), for aliases j and k.
-  const atOrAhead = (j: string, k: string) =>
-    sql.raw(`(${j}.priority > ${k}.priority or (${j}.priority = ${k}.priority
-      and (${j}.created_on, ${j}.id) <= (${k}.created_on, ${k}.id)))`);
   const { rows } = await sql<{ id: string; position: number }>`
     with prefetched as (
       select a.name, a.id from ${jobTable} a
@@ -337,7 +333,7 @@ export async function enqueueFairly(
       const order = group
         .map((row) => ({ id: row.id, priority: fair.priorities.get(row.id) ?? 0 }))
         .sort((x, y) => y.priority - x.priority || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
-      order.forEach((job, rank) => positions?.set(job.id, ahead + rank));
+      for (const [rank, job] of order.entries()) positions.set(job.id, ahead + rank);
     }
   }
   return { rows, priorities: fair.priorities, rebase: fair.rebase, positions };
