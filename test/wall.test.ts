@@ -12,6 +12,7 @@ import { openApiDocument } from '../api/app.ts';
 import type { GenerationListResource } from '../api/generations.schemas.ts';
 import { createServicelessApp } from '../api/testing.ts';
 import { WALL_DIR } from '../api/wall.routes.ts';
+import { hashApiKey, updateApiKey } from '../db/api-keys.repository.ts';
 import { registerModel } from '../db/models.repository.ts';
 import type { GenerationResource } from '../shared/generation.schemas.ts';
 import { DEMO_MODEL, DEMO_MODEL_ID } from './harness/models.ts';
@@ -444,6 +445,24 @@ test('the wall in a browser: key, a Russian prompt, live progress, the image, de
     await page.setViewportSize({ width: 1280, height: 900 });
     await page.evaluate(() => window.scrollTo(0, 0));
     await screenshot('desktop');
+
+    // A daily quota used up: the create is refused, naming the limit and the wait until 00:00 UTC
+    // in words rather than tens of thousands of seconds.
+    const key = await stack.database.db
+      .selectFrom('api_keys')
+      .select('id')
+      .where('key_hash', '=', hashApiKey(stack.apiKey))
+      .executeTakeFirstOrThrow();
+    await updateApiKey(stack.database.db, key.id, { imagesPerDay: 0 });
+    await page.locator('#prompt').fill('one image too many');
+    await page.locator('#submit').click();
+    await page.locator('#create-error').waitFor({ state: 'visible' });
+    assert.match(
+      await text('#create-error'),
+      /may create 0 images per UTC day[\s\S]*Try again in (\d+ h \d+ min|\d+ minutes|\d+ seconds?)\./,
+    );
+    await screenshot('quota');
+    await updateApiKey(stack.database.db, key.id, { imagesPerDay: null });
 
     // Live states came over the event streams, not by polling.
     const paths = requests.map((url) => new URL(url).pathname);

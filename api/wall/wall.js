@@ -146,10 +146,16 @@ function problemSummary(error) {
   const { problem, status, retryAfter } = error;
   let text = problem.detail || problem.title || `The API answered with status ${status}.`;
   if (status === 401) text += ' Check the API key above.';
-  if (retryAfter && /^\d+$/.test(retryAfter)) {
-    text += ` Try again in ${retryAfter} second${retryAfter === '1' ? '' : 's'}.`;
-  }
+  if (retryAfter && /^\d+$/.test(retryAfter)) text += ` Try again in ${waitText(Number(retryAfter))}.`;
   return text;
+}
+
+/** Retry-After in words: seconds for a short wait, hours for a daily quota's reset. */
+function waitText(seconds) {
+  if (seconds < 90) return `${seconds} second${seconds === 1 ? '' : 's'}`;
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 90) return `${minutes} minutes`;
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }
 
 function fieldLabel(field) {
