@@ -4,11 +4,10 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { sql } from 'kysely';
-import pg from 'pg';
 import type { GenerationListResource } from '../api/generations.schemas.ts';
 import type { ServiceProcess } from '../bin/local/service-process.ts';
 import { createApiKey } from '../db/api-keys.repository.ts';
-import { findGeneration, GENERATION_PROGRESS_CHANNEL } from '../db/generations.repository.ts';
+import { findGeneration } from '../db/generations.repository.ts';
 import type { GenerationResource } from '../shared/generation.schemas.ts';
 import {
   GENERATION_CANCELED,
@@ -17,6 +16,7 @@ import {
   GENERATION_SUCCEEDED,
   LISTEN_CONNECTION_READY,
 } from '../shared/log-events.ts';
+import { listenForProgress, type ProgressNotifications } from './harness/progress-notifications.ts';
 import { type Stack, startStack } from './harness/stack.ts';
 
 const LONG = { steps: 1000, width: 2048, height: 2048 } as const;
@@ -24,8 +24,7 @@ const LONG = { steps: 1000, width: 2048, height: 2048 } as const;
 let stack: Stack;
 let otherKey: string;
 /** LISTENs on the progress channel; tests subscribe per generation id. */
-let progressClient: pg.Client;
-const progressHandlers = new Map<string, () => void>();
+let progress: ProgressNotifications;
 /** One worker for the tests that do not need an empty queue; started on first use. */
 let shared: ServiceProcess | undefined;
 
@@ -33,16 +32,11 @@ before(async () => {
   stack = await startStack('cancel', { WARMUP_SIZE: '64' });
   await stack.startApi();
   otherKey = (await createApiKey(stack.database.db, { name: 'other' })).key;
-  progressClient = new pg.Client({ connectionString: stack.database.url });
-  await progressClient.connect();
-  progressClient.on('notification', (message) => {
-    if (message.payload) progressHandlers.get(message.payload)?.();
-  });
-  await progressClient.query(`LISTEN ${GENERATION_PROGRESS_CHANNEL}`);
+  progress = await listenForProgress(stack.database.url);
 });
 
 after(async () => {
-  await progressClient?.end();
+  await progress?.close();
   await stack?.stop();
 });
 
@@ -81,7 +75,7 @@ function followProgress(id: string, enough: (readings: GenerationResource[]) => 
   return {
     readings,
     reached: new Promise<GenerationResource[]>((resolve, reject) => {
-      progressHandlers.set(id, () => {
+      progress.on(id, () => {
         chain = chain.then(async () => {
           if (done) return;
           try {
@@ -98,7 +92,7 @@ function followProgress(id: string, enough: (readings: GenerationResource[]) => 
       });
     }),
     async stop() {
-      progressHandlers.delete(id);
+      progress.off(id);
       done = true;
       await chain;
     },

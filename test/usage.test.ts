@@ -4,10 +4,8 @@
 // sums them exactly.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import pg from 'pg';
 import type { UsageResource } from '../api/usage.schemas.ts';
 import type { ServiceProcess } from '../bin/local/service-process.ts';
-import { GENERATION_PROGRESS_CHANNEL } from '../db/generations.repository.ts';
 import type { GenerationResource } from '../shared/generation.schemas.ts';
 import {
   GENERATION_ATTEMPT_FAILED,
@@ -17,6 +15,7 @@ import {
   WORKER_HEALTH_LISTENING,
 } from '../shared/log-events.ts';
 import { DEMO_MODEL_ID } from './harness/models.ts';
+import { listenForProgress, type ProgressNotifications } from './harness/progress-notifications.ts';
 import { type RestartableS3Server, startRestartableS3Server } from './harness/s3-server.ts';
 import { type Stack, startStack } from './harness/stack.ts';
 
@@ -33,8 +32,7 @@ let worker: ServiceProcess;
 let metricsUrl: string;
 /** Every outcome line the worker logged, in order. */
 const outcomes: Record<string, unknown>[] = [];
-let progressClient: pg.Client;
-const progressHandlers = new Map<string, () => void>();
+let progress: ProgressNotifications;
 
 before(async () => {
   s3 = await startRestartableS3Server();
@@ -45,16 +43,11 @@ before(async () => {
   [, worker] = await Promise.all([stack.startApi(), stack.startWorker({ HEALTH_PORT: '0' })]);
   const listening = worker.recent().find((line) => line.includes(WORKER_HEALTH_LISTENING));
   metricsUrl = `${String(JSON.parse(listening ?? '{}').url)}/metrics`;
-  progressClient = new pg.Client({ connectionString: stack.database.url });
-  await progressClient.connect();
-  progressClient.on('notification', (message) => {
-    if (message.payload) progressHandlers.get(message.payload)?.();
-  });
-  await progressClient.query(`LISTEN ${GENERATION_PROGRESS_CHANNEL}`);
+  progress = await listenForProgress(stack.database.url);
 });
 
 after(async () => {
-  await progressClient?.end();
+  await progress?.close();
   await stack?.stop();
 });
 
@@ -101,9 +94,9 @@ test('each accelerator run is metered once, in the ledger, the log and the metri
 
   // Canceled mid-run: it counts the steps it did.
   const long = await stack.enqueue({ steps: 1000, width: 2048, height: 2048 });
-  const stepped = new Promise<void>((resolve) => progressHandlers.set(long, resolve));
+  const stepped = new Promise<void>((resolve) => progress.on(long, resolve));
   await stepped;
-  progressHandlers.delete(long);
+  progress.off(long);
   const canceledLine = worker.waitForLog(GENERATION_CANCELED, byId(long));
   assert.equal((await stack.request(`/v1/generations/${long}/cancel`, { method: 'POST' })).status, 202);
   const canceled = await canceledLine;
